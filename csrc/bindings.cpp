@@ -1,0 +1,232 @@
+// genre_serve._C: the private compiled module. The Python wrappers in
+// genre_serve.kernels validate every argument and allocate outputs; the
+// functions here re-check what they rely on (sizes, index ranges) and turn
+// bad input into std::invalid_argument (-> ValueError), never a crash.
+#include <pybind11/numpy.h>
+#include <omp.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+
+#include <stdexcept>
+#include <string>
+
+#include "common/kernels.h"
+
+namespace py = pybind11;
+using genre::CrossFeaturesArgs;
+using genre::FusedTopKArgs;
+
+namespace {
+
+template <typename T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+// Requires a C-contiguous array of exactly dtype T and the given rank; no copy.
+template <typename T>
+CArray<T> expect(const py::handle& obj, const char* name, int ndim) {
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + ": expected a numpy array");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<T>())) {
+    throw py::type_error(std::string(name) + ": wrong dtype " + std::string(py::str(arr.dtype())));
+  }
+  if (arr.ndim() != ndim) throw std::invalid_argument(std::string(name) + ": expected rank " + std::to_string(ndim));
+  if (!(arr.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": not C-contiguous");
+  return py::reinterpret_borrow<CArray<T>>(arr);
+}
+
+void check_dim(const char* name, int64_t got, int64_t want, const char* what) {
+  if (got != want) {
+    throw std::invalid_argument(std::string(name) + ": " + what + " is " + std::to_string(got) +
+                                ", expected " + std::to_string(want));
+  }
+}
+
+// Host-side shared checks of fused_topk; returns args with host pointers.
+FusedTopKArgs fused_args(const py::handle& user_cf, const py::handle& item_cf, const py::handle& user_ct,
+                         const py::handle& item_ct, const py::handle& w_cf, const py::handle& w_ct,
+                         int64_t k, const py::handle& indptr, const py::handle& indices) {
+  FusedTopKArgs a;
+  auto ucf = expect<float>(user_cf, "user_cf", 2);
+  auto wcf = expect<float>(w_cf, "w_cf", 1);
+  auto wct = expect<float>(w_ct, "w_ct", 1);
+  a.batch = ucf.shape(0);
+  a.dc = ucf.shape(1);
+  check_dim("w_cf", wcf.shape(0), a.batch, "length");
+  check_dim("w_ct", wct.shape(0), a.batch, "length");
+  a.user_cf = ucf.data();
+  a.w_cf = wcf.data();
+  a.w_ct = wct.data();
+  if (!item_cf.is_none()) {
+    auto icf = expect<float>(item_cf, "item_cf", 2);
+    check_dim("item_cf", icf.shape(1), a.dc, "dimension");
+    a.item_cf = icf.data();
+    a.num_items = icf.shape(0);
+  }
+  if (!item_ct.is_none()) {
+    auto uct = expect<float>(user_ct, "user_ct", 2);
+    auto ict = expect<float>(item_ct, "item_ct", 2);
+    check_dim("user_ct", uct.shape(0), a.batch, "batch");
+    check_dim("item_ct", ict.shape(1), uct.shape(1), "dimension");
+    if (a.item_cf) check_dim("item_ct", ict.shape(0), a.num_items, "number of items");
+    a.user_ct = uct.data();
+    a.item_ct = ict.data();
+    a.dt = uct.shape(1);
+    a.num_items = ict.shape(0);
+  }
+  if (!a.item_cf && !a.item_ct) throw std::invalid_argument("fused_topk: no item table given");
+  if (k < 0) throw std::invalid_argument("k: must be positive");
+  a.k = k;
+  if (!indptr.is_none()) {
+    auto ip = expect<int64_t>(indptr, "exclude_indptr", 1);
+    auto ix = expect<int64_t>(indices, "exclude_indices", 1);
+    check_dim("exclude_indptr", ip.shape(0), a.batch + 1, "length");
+    const int64_t* p = ip.data();
+    if (p[0] != 0 || p[a.batch] != ix.shape(0)) throw std::invalid_argument("exclude_indptr: does not span exclude_indices");
+    for (int64_t b = 0; b < a.batch; ++b) {
+      if (p[b + 1] < p[b]) throw std::invalid_argument("exclude_indptr: not non-decreasing");
+    }
+    const int64_t* x = ix.data();
+    for (int64_t i = 0; i < ix.shape(0); ++i) {
+      if (x[i] < 0 || x[i] >= a.num_items) throw std::invalid_argument("exclude: index " + std::to_string(x[i]) + " out of range");
+      // Segments must be sorted for the binary search; the wrapper sorts them.
+      if (i > 0 && x[i] < x[i - 1]) {
+        const int64_t* seg = std::upper_bound(p, p + a.batch + 1, i - 1);
+        if (*seg != i) throw std::invalid_argument("exclude_indices: a segment is not sorted");
+      }
+    }
+    a.exclude_indptr = p;
+    a.exclude_indices = x;
+  }
+  return a;
+}
+
+py::tuple fused_topk_cpu(py::handle user_cf, py::handle item_cf, py::handle user_ct, py::handle item_ct,
+                         py::handle w_cf, py::handle w_ct, int64_t k, py::handle indptr, py::handle indices,
+                         int num_threads) {
+  FusedTopKArgs a = fused_args(user_cf, item_cf, user_ct, item_ct, w_cf, w_ct, k, indptr, indices);
+  CArray<int64_t> out_idx({a.batch, k});
+  CArray<float> out_score({a.batch, k});
+  a.out_indices = out_idx.mutable_data();
+  a.out_scores = out_score.mutable_data();
+  a.num_threads = num_threads;
+  {
+    py::gil_scoped_release release;
+    genre::fused_topk_cpu(a);
+  }
+  return py::make_tuple(out_idx, out_score);
+}
+
+CrossFeaturesArgs cross_args(py::handle user, py::handle items, py::handle candidates, py::handle scores,
+                             py::handle out) {
+  CrossFeaturesArgs a;
+  auto u = expect<float>(user, "user", 2);
+  auto it = expect<float>(items, "items", 2);
+  auto c = expect<int64_t>(candidates, "candidates", 2);
+  auto o = expect<float>(out, "out", 3);
+  a.batch = u.shape(0);
+  a.dim = u.shape(1);
+  a.num_items = it.shape(0);
+  a.num_candidates = c.shape(1);
+  check_dim("items", it.shape(1), a.dim, "dimension");
+  check_dim("candidates", c.shape(0), a.batch, "batch");
+  if (!scores.is_none()) {
+    auto s = expect<float>(scores, "scores", 2);
+    check_dim("scores", s.shape(0), a.batch, "batch");
+    check_dim("scores", s.shape(1), a.num_candidates, "number of candidates");
+    a.scores = s.data();
+  }
+  check_dim("out", o.shape(0), a.batch, "batch");
+  check_dim("out", o.shape(1), a.num_candidates, "number of candidates");
+  check_dim("out", o.shape(2), 4 * a.dim + (a.scores ? 1 : 0), "feature size");
+  a.user = u.data();
+  a.items = it.data();
+  a.candidates = c.data();
+  a.out = o.mutable_data();
+  return a;
+}
+
+void cross_features_cpu(py::handle user, py::handle items, py::handle candidates, py::handle scores,
+                        py::handle out, int num_threads) {
+  CrossFeaturesArgs a = cross_args(user, items, candidates, scores, out);
+  a.num_threads = num_threads;
+  py::gil_scoped_release release;
+  genre::cross_features_cpu(a);
+}
+
+#ifdef GENRE_SERVE_WITH_CUDA
+// CUDA entry points take device pointers (ints) plus the shapes the wrapper
+// validated; outputs come back as host numpy arrays.
+py::tuple fused_topk_cuda(uintptr_t user_cf, uintptr_t item_cf, int64_t dc, uintptr_t user_ct,
+                          uintptr_t item_ct, int64_t dt, uintptr_t w_cf, uintptr_t w_ct, int64_t batch,
+                          int64_t num_items, int64_t k, uintptr_t indptr, uintptr_t indices) {
+  FusedTopKArgs a;
+  a.user_cf = reinterpret_cast<const float*>(user_cf);
+  a.item_cf = reinterpret_cast<const float*>(item_cf);
+  a.dc = dc;
+  a.user_ct = reinterpret_cast<const float*>(user_ct);
+  a.item_ct = reinterpret_cast<const float*>(item_ct);
+  a.dt = dt;
+  a.w_cf = reinterpret_cast<const float*>(w_cf);
+  a.w_ct = reinterpret_cast<const float*>(w_ct);
+  a.batch = batch;
+  a.num_items = num_items;
+  a.k = k;
+  a.exclude_indptr = reinterpret_cast<const int64_t*>(indptr);
+  a.exclude_indices = reinterpret_cast<const int64_t*>(indices);
+  CArray<int64_t> out_idx({batch, k});
+  CArray<float> out_score({batch, k});
+  a.out_indices = out_idx.mutable_data();
+  a.out_scores = out_score.mutable_data();
+  {
+    py::gil_scoped_release release;
+    genre::fused_topk_cuda(a);
+  }
+  return py::make_tuple(out_idx, out_score);
+}
+
+void cross_features_cuda(uintptr_t user, uintptr_t items, uintptr_t candidates, uintptr_t scores,
+                         int64_t batch, int64_t num_items, int64_t dim, int64_t num_candidates,
+                         py::handle out) {
+  auto o = expect<float>(out, "out", 3);
+  CrossFeaturesArgs a;
+  a.user = reinterpret_cast<const float*>(user);
+  a.items = reinterpret_cast<const float*>(items);
+  a.candidates = reinterpret_cast<const int64_t*>(candidates);
+  a.scores = reinterpret_cast<const float*>(scores);
+  a.batch = batch;
+  a.num_items = num_items;
+  a.dim = dim;
+  a.num_candidates = num_candidates;
+  check_dim("out", o.shape(0), batch, "batch");
+  check_dim("out", o.shape(1), num_candidates, "number of candidates");
+  check_dim("out", o.shape(2), 4 * dim + (scores ? 1 : 0), "feature size");
+  a.out = o.mutable_data();
+  py::gil_scoped_release release;
+  genre::cross_features_cuda(a);
+}
+#endif
+
+}  // namespace
+
+void register_device_array(py::module_& m);
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "genre_serve native kernels (private: use genre_serve.kernels)";
+  m.def("fused_topk_cpu", &fused_topk_cpu, py::arg("user_cf"), py::arg("item_cf"), py::arg("user_ct"),
+        py::arg("item_ct"), py::arg("w_cf"), py::arg("w_ct"), py::arg("k"), py::arg("exclude_indptr"),
+        py::arg("exclude_indices"), py::arg("num_threads") = 0);
+  m.def("cross_features_cpu", &cross_features_cpu, py::arg("user"), py::arg("items"), py::arg("candidates"),
+        py::arg("scores"), py::arg("out"), py::arg("num_threads") = 0);
+  m.def("num_threads", []() { return omp_get_max_threads(); });
+#ifdef GENRE_SERVE_WITH_CUDA
+  m.def("has_cuda", []() { return true; }, "Whether the CUDA kernels were compiled in.");
+  m.def("cuda_device_count", []() { return genre::cuda_device_count(); });
+  m.def("fused_topk_cuda", &fused_topk_cuda);
+  m.def("cross_features_cuda", &cross_features_cuda);
+  register_device_array(m);
+#else
+  m.def("has_cuda", []() { return false; }, "Whether the CUDA kernels were compiled in.");
+  m.def("cuda_device_count", []() { return 0; });
+#endif
+}

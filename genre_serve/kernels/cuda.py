@@ -1,0 +1,66 @@
+"""CUDA backend: the same kernels on device arrays.
+
+Inputs may be numpy arrays (copied to the GPU for the call) or objects with
+``__cuda_array_interface__`` (torch/cupy tensors, :class:`genre_serve._C.DeviceArray`),
+used in place. Results are returned as host numpy arrays: a top-K answer is
+B x k, small next to the item tables that stay on the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from genre_serve import _C
+from genre_serve.kernels._validate import CrossProblem, FusedProblem
+
+
+def _device_ptr(x: Any, keep_alive: list) -> int:
+    if x is None:
+        return 0
+    if isinstance(x, np.ndarray):
+        dev = _C.DeviceArray(x)
+        keep_alive.append(dev)
+        return int(dev.ptr)
+    return int(x.__cuda_array_interface__["data"][0])
+
+
+def fused_topk(p: FusedProblem, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    del num_threads  # the GPU picks its own parallelism
+    keep: list = []
+    indptr, indices = p.exclude if p.exclude is not None else (None, None)
+    fused = p.user_ct is not None
+    return _C.fused_topk_cuda(
+        _device_ptr(p.user_cf, keep),
+        _device_ptr(p.item_cf if p.read_cf else None, keep),
+        p.dim_cf,
+        _device_ptr(p.user_ct if fused else None, keep),
+        _device_ptr(p.item_ct if p.read_ct else None, keep),
+        p.dim_ct,
+        _device_ptr(p.w_cf, keep),
+        _device_ptr(p.w_ct, keep),
+        p.batch,
+        p.num_items,
+        p.k,
+        _device_ptr(indptr, keep),
+        _device_ptr(indices, keep),
+    )
+
+
+def cross_features(p: CrossProblem, out: np.ndarray, num_threads: int) -> np.ndarray:
+    del num_threads
+    keep: list = []
+    batch, candidates, _ = p.out_shape
+    _C.cross_features_cuda(
+        _device_ptr(p.user, keep),
+        _device_ptr(p.items, keep),
+        _device_ptr(p.candidates, keep),
+        _device_ptr(p.scores, keep),
+        batch,
+        p.num_items,
+        p.dim,
+        candidates,
+        out,
+    )
+    return out
