@@ -182,7 +182,8 @@ class FusedProblem:
 
     @property
     def read_cf(self) -> bool:
-        return bool((self.w_cf != 0).any())
+        # With no user at all nothing is read; keep CF so that N is known.
+        return self.item_ct is None or self.batch == 0 or bool((self.w_cf != 0).any())
 
     @property
     def read_ct(self) -> bool:
