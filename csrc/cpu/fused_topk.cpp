@@ -79,28 +79,78 @@ void score_block_rows(const std::vector<Space>& spaces, const float* scaled_user
   }
 }
 
-// Transposes the block's rows of every space into P[dim][kBlock], zero-padded.
-void pack_panel(const std::vector<Space>& spaces, int64_t n0, int64_t nb, int64_t nb_pad, float* P) {
+// Packs the block's rows of every space into strips of kStrip items: strip s
+// holds P[s][d][lane] for d over all spaces, so the micro-kernel reads each
+// strip front to back. (A [dim][kBlock] layout has a 1 KiB row stride that
+// maps every fourth row to the same L1 set.) Padding lanes are zero.
+constexpr int64_t kStrip = 32;
+
+#if defined(__AVX512F__)
+// Transposes 16 rows x 16 columns (rows at `src`, `ld` floats apart) into 16
+// vectors of one column each, written `dst_ld` floats apart.
+inline void transpose16x16(const float* src, int64_t ld, float* dst, int64_t dst_ld) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 2]);
+    const __m512d c = _mm512_castps_pd(t[i + 1]), d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  for (int h = 0; h < 16; h += 8) {
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    _mm512_storeu_ps(dst + i * dst_ld, _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88));
+    _mm512_storeu_ps(dst + (i + 8) * dst_ld, _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd));
+  }
+}
+#endif
+
+void pack_panel(const std::vector<Space>& spaces, int64_t dim, int64_t n0, int64_t nb, int64_t nb_pad,
+                float* P) {
   for (const Space& sp : spaces) {
-    float* dst = P + sp.offset * kBlock;
     const float* src = sp.items + n0 * sp.dim;
-    for (int64_t n = 0; n < nb; ++n) {
+    int64_t n = 0;
+#if defined(__AVX512F__)
+    // Whole 16 x 16 tiles with register transposes; the ragged edges below.
+    const int64_t d16 = sp.dim / 16 * 16;
+    for (; n + 16 <= nb; n += 16) {
+      float* dst = P + (n / kStrip) * dim * kStrip + sp.offset * kStrip + (n % kStrip);
+      for (int64_t d = 0; d < d16; d += 16) transpose16x16(src + n * sp.dim + d, sp.dim, dst + d * kStrip, kStrip);
+      for (int64_t i = 0; i < 16; ++i) {
+        for (int64_t d = d16; d < sp.dim; ++d) dst[d * kStrip + i] = src[(n + i) * sp.dim + d];
+      }
+    }
+#endif
+    for (; n < nb; ++n) {
       const float* row = src + n * sp.dim;
-      for (int64_t d = 0; d < sp.dim; ++d) dst[d * kBlock + n] = row[d];
+      float* dst = P + (n / kStrip) * dim * kStrip + sp.offset * kStrip + (n % kStrip);
+      for (int64_t d = 0; d < sp.dim; ++d) dst[d * kStrip] = row[d];
     }
-    for (int64_t d = 0; d < sp.dim; ++d) {
-      for (int64_t n = nb; n < nb_pad; ++n) dst[d * kBlock + n] = 0.f;
-    }
+  }
+  for (int64_t n = nb; n < nb_pad; ++n) {
+    float* dst = P + (n / kStrip) * dim * kStrip + (n % kStrip);
+    for (int64_t d = 0; d < dim; ++d) dst[d * kStrip] = 0.f;
   }
 }
 
 template <int MR>
 void micro_tile(const float* U, int64_t ldu, const float* P, int64_t dim, int64_t nb_pad, float* S) {
-  for (int64_t j = 0; j < nb_pad; j += 32) {
+  for (int64_t j = 0; j < nb_pad; j += kStrip) {
     v16 acc[MR][2];
     for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = v16{};
-    const float* p = P + j;
-    for (int64_t d = 0; d < dim; ++d, p += kBlock) {
+    const float* p = P + (j / kStrip) * dim * kStrip;
+    for (int64_t d = 0; d < dim; ++d, p += kStrip) {
       const v16 p0 = load16(p), p1 = load16(p + 16);
       for (int r = 0; r < MR; ++r) {
         const v16 u = splat16(U[r * ldu + d]);
@@ -225,7 +275,7 @@ void fused_topk_cpu(const FusedTopKArgs& a) {
         continue;
       }
       const int64_t nb_pad = (nb + 31) / 32 * 32;
-      pack_panel(spaces, n0, nb, nb_pad, P);
+      pack_panel(spaces, dim, n0, nb, nb_pad, P);
       for (int64_t b0 = 0; b0 < B; b0 += kMR) {
         const int mr = int(std::min<int64_t>(kMR, B - b0));
         micro_tile_dispatch(mr, scaled.data() + b0 * dim, dim, P, dim, nb_pad, S);

