@@ -21,17 +21,15 @@ inline v16 load16(const float* p) { return *reinterpret_cast<const v16u*>(p); }
 inline void store16(float* p, v16 v) { *reinterpret_cast<v16u*>(p) = v; }
 inline v16 splat16(float x) { return v16{} + x; }
 
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+
+// Horizontal sum by halving (in registers: no round trip through memory).
 inline float hsum16(v16 v) {
-  float lanes[16];
-  std::memcpy(lanes, &v, sizeof(lanes));
-  float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-  for (int i = 0; i < 16; i += 4) {
-    s0 += lanes[i];
-    s1 += lanes[i + 1];
-    s2 += lanes[i + 2];
-    s3 += lanes[i + 3];
-  }
-  return (s0 + s1) + (s2 + s3);
+  const v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+               __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 // Bit i set where lane i of v passes the bar: v > bar when strict, v >= bar

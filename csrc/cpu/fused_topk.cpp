@@ -229,8 +229,13 @@ void fused_topk_cpu(const FusedTopKArgs& a) {
   }
 
   const int64_t num_blocks = (N + kBlock - 1) / kBlock;
+  // Waking a thread costs tens of microseconds (more with OMP_WAIT_POLICY=passive):
+  // give each thread at least kMinWork multiply-adds, so a small catalog is
+  // scored by one thread instead of paying for a team it cannot use.
+  constexpr int64_t kMinWork = int64_t(1) << 21;
+  const int64_t work = N * dim * B;
   int threads = a.num_threads > 0 ? a.num_threads : omp_get_max_threads();
-  threads = int(std::max<int64_t>(1, std::min<int64_t>(threads, num_blocks)));
+  threads = int(std::max<int64_t>(1, std::min<int64_t>({int64_t(threads), num_blocks, work / kMinWork + 1})));
   const int64_t cap = topk_capacity(k_eff);
   const bool packed = B >= kSmallBatch;
   const int64_t tile_users = packed ? kMR : B;
@@ -292,7 +297,8 @@ void fused_topk_cpu(const FusedTopKArgs& a) {
   // its range, so the k best of their union are the k best overall.
   std::vector<std::vector<Candidate>> merge_buffers(static_cast<size_t>(threads));
   for (auto& m : merge_buffers) m.reserve(size_t(threads) * cap);  // no reallocation below
-#pragma omp parallel num_threads(threads)
+  const int merge_threads = B >= 64 ? threads : 1;
+#pragma omp parallel num_threads(merge_threads)
   {
     std::vector<Candidate>& merged = merge_buffers[omp_get_thread_num()];
 #pragma omp for schedule(static)
