@@ -1,0 +1,135 @@
+"""Train/validation/test splits as per-user sequences, with no leakage.
+
+Leave-last-out: per user, by time, the last interaction is the test target, the
+one before it the validation target, the rest is training. Validation is
+scored with the training history; test with training + validation history.
+Optionally a fraction of items is held out entirely (cold items): none of
+their interactions is in any training sequence, and the users who had them
+become cold-start targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from genre_serve.data.dataset import Dataset
+
+
+@dataclass
+class Split:
+    num_items: int
+    train_items: list[np.ndarray]
+    train_scenarios: list[np.ndarray]
+    valid_item: np.ndarray  # [U], -1: none
+    valid_scenario: np.ndarray
+    test_item: np.ndarray
+    test_scenario: np.ndarray
+    cold_items: np.ndarray
+    cold_targets: list[np.ndarray]  # per user: held-out items they interacted with
+
+    @property
+    def num_users(self) -> int:
+        return len(self.train_items)
+
+    def stage(self, name: str) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+        """(users, histories, history scenarios, targets, target scenarios) of users with a target."""
+        if name == "valid":
+            target, scen = self.valid_item, self.valid_scenario
+        elif name == "test":
+            target, scen = self.test_item, self.test_scenario
+        else:
+            raise ValueError(f"stage: 'valid' or 'test', got {name!r}")
+        users = np.flatnonzero(target >= 0)
+        hist, hist_s = [], []
+        for u in users:
+            items, scens = self.train_items[u], self.train_scenarios[u]
+            if name == "test" and self.valid_item[u] >= 0:
+                items = np.append(items, self.valid_item[u])
+                scens = np.append(scens, self.valid_scenario[u])
+            hist.append(items)
+            hist_s.append(scens)
+        return users, hist, hist_s, target[users], scen[users]
+
+    def train_counts(self) -> np.ndarray:
+        """Interactions per item in training (popularity)."""
+        flat = np.concatenate(self.train_items) if self.train_items else np.zeros(0, np.int64)
+        return np.bincount(flat, minlength=self.num_items)
+
+
+def pick_cold_items(ds: Dataset, fraction: float, seed: int) -> np.ndarray:
+    if not 0 <= fraction < 1:
+        raise ValueError(f"cold_item_fraction: must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return np.zeros(0, np.int64)
+    used = np.unique(ds.interactions["item"].to_numpy())
+    rng = np.random.default_rng(seed)
+    count = max(1, int(round(fraction * used.size)))
+    return np.sort(rng.choice(used, size=count, replace=False))
+
+
+def leave_last_out(ds: Dataset, cold_item_fraction: float = 0.0, seed: int = 0) -> Split:
+    cold = pick_cold_items(ds, cold_item_fraction, seed)
+    is_cold = np.zeros(ds.num_items, bool)
+    is_cold[cold] = True
+    items_per_user, scen_per_user, _ = ds.sequences()
+    n = len(items_per_user)
+    split = Split(
+        num_items=ds.num_items,
+        train_items=[],
+        train_scenarios=[],
+        valid_item=np.full(n, -1, np.int64),
+        valid_scenario=np.zeros(n, np.int64),
+        test_item=np.full(n, -1, np.int64),
+        test_scenario=np.zeros(n, np.int64),
+        cold_items=cold,
+        cold_targets=[],
+    )
+    for u, (items, scens) in enumerate(zip(items_per_user, scen_per_user)):
+        warm = ~is_cold[items]
+        split.cold_targets.append(items[~warm])
+        items, scens = items[warm], scens[warm]
+        if len(items) >= 2:
+            split.test_item[u], split.test_scenario[u] = items[-1], scens[-1]
+            items, scens = items[:-1], scens[:-1]
+        if len(items) >= 2:
+            split.valid_item[u], split.valid_scenario[u] = items[-1], scens[-1]
+            items, scens = items[:-1], scens[:-1]
+        split.train_items.append(items)
+        split.train_scenarios.append(scens)
+    return split
+
+
+def time_split(ds: Dataset, test_fraction: float = 0.1) -> Split:
+    """Global time split: the first interaction of each user after the cutoff
+    (the time below which 1 - test_fraction of all interactions lie) is the test
+    target; the user's last interaction before it, the validation target."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction: must be in (0, 1), got {test_fraction}")
+    cutoff = np.quantile(ds.interactions["timestamp"].to_numpy(), 1 - test_fraction)
+    items_per_user, scen_per_user, ts_per_user = ds.sequences()
+    n = len(items_per_user)
+    split = Split(
+        num_items=ds.num_items,
+        train_items=[],
+        train_scenarios=[],
+        valid_item=np.full(n, -1, np.int64),
+        valid_scenario=np.zeros(n, np.int64),
+        test_item=np.full(n, -1, np.int64),
+        test_scenario=np.zeros(n, np.int64),
+        cold_items=np.zeros(0, np.int64),
+        cold_targets=[np.zeros(0, np.int64) for _ in range(n)],
+    )
+    for u, (items, scens, ts) in enumerate(zip(items_per_user, scen_per_user, ts_per_user)):
+        before = ts < cutoff
+        past, past_s = items[before], scens[before]
+        if before.sum() < len(items) and len(past) >= 1:
+            first_after = np.flatnonzero(~before)[0]
+            split.test_item[u], split.test_scenario[u] = items[first_after], scens[first_after]
+        if len(past) >= 2:
+            split.valid_item[u], split.valid_scenario[u] = past[-1], past_s[-1]
+            past, past_s = past[:-1], past_s[:-1]
+        split.train_items.append(past)
+        split.train_scenarios.append(past_s)
+    return split
