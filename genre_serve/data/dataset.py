@@ -61,6 +61,7 @@ class Dataset:
     name: str
     interactions: pd.DataFrame
     item_texts: list[str]
+    item_titles: list[str]
     users: IdMap
     items: IdMap
     scenarios: list[str]
@@ -103,7 +104,7 @@ def _parse_timestamps(series: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(series, errors="coerce")
     if numeric.notna().sum() >= series.notna().sum() * 0.5:
         return numeric.where(np.isfinite(numeric))
-    dates = pd.to_datetime(series, errors="coerce", utc=True)
+    dates = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
     return (dates - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
 
 
@@ -223,7 +224,8 @@ def build_dataset(
         }
     )
     inter = inter.sort_values(["user", "timestamp", "_order"], kind="stable").drop(columns="_order")
-    return Dataset(name, inter.reset_index(drop=True), texts, users, items, scenarios, report)
+    titles = [t.strip() for t in items_df["title"]] + extra
+    return Dataset(name, inter.reset_index(drop=True), texts, titles, users, items, scenarios, report)
 
 
 def _natural_key(s: str):

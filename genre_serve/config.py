@@ -1,0 +1,107 @@
+"""Configuration dataclasses: defaults in code, overridable from a TOML file
+and from ``GENRE_SERVE_*`` environment variables (one per top-level field)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genre_serve.data.dataset import DataConfig
+from genre_serve.errors import GenreServeError
+from genre_serve.models.genre import ModelConfig
+
+
+class ConfigError(GenreServeError, ValueError):
+    """A configuration file or value is invalid."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    epochs: int = 25
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    aux_weight: float = 0.5  # weight of the CF-only and content-only losses
+    patience: int = 3  # epochs without a better validation NDCG@10 before stopping
+    num_negatives: int = 0  # 0: softmax over the whole catalog; > 0: sampled softmax
+    max_positions_per_user: int = 200  # training targets drawn per user per epoch (most recent)
+    target_window: int = 1  # > 1: the target is drawn from the next `target_window` items
+    ranker_epochs: int = 4
+    ranker_depth: int = 100  # retrieved candidates the ranker re-ranks
+    ranker_positions_per_user: int = 10
+    cold_item_fraction: float = 0.02  # items held out entirely, for the cold-start evaluation
+    text_encoder: str | None = None  # local checkpoint dir; None: all-MiniLM-L6-v2
+    max_text_length: int = 64
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
+        return _build(cls, raw, "config")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path}: {e}") from None
+        return cls.from_dict(raw)
+
+    def with_env(self, environ: dict[str, str] | None = None) -> "TrainConfig":
+        """Overrides top-level scalar fields from GENRE_SERVE_<FIELD> variables."""
+        environ = os.environ if environ is None else environ
+        changes = {}
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = environ.get(f"GENRE_SERVE_{f.name.upper()}")
+            if value is not None and not dataclasses.is_dataclass(hints[f.name]):
+                changes[f.name] = _coerce(hints[f.name], value, f"GENRE_SERVE_{f.name.upper()}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, raw: dict[str, Any], where: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    values = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value, f"{where}.{key}")
+        else:
+            values[key] = _coerce(hint, value, f"{where}.{key}")
+    return cls(**values)
+
+
+def _coerce(hint, value, where: str):
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if value is None or (isinstance(value, str) and value.lower() == "none" and type(None) in typing.get_args(hint)):
+        if type(None) in typing.get_args(hint):
+            return None
+        raise ConfigError(f"{where}: must not be empty")
+    if origin is tuple:
+        return tuple(_coerce(args[0], v, where) for v in (value.split(",") if isinstance(value, str) else value))
+    target = args[0] if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None) else hint
+    try:
+        if target is bool and isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        return target(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: cannot read {value!r} as {getattr(target, '__name__', target)}") from None

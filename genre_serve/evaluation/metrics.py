@@ -1,0 +1,64 @@
+"""Ranking metrics from the 0-based rank of each held-out target.
+
+A target's rank is the number of eligible items (catalog minus the user's
+history) scored strictly higher than it: ties are resolved in the target's
+favour, the usual convention, and identical for every method in a table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CUTOFFS = (10, 20)
+
+
+def recall_at(ranks: np.ndarray, k: int) -> float:
+    """Single-target recall@k (equals hit rate@k with one target per user)."""
+    return float(np.mean(ranks < k)) if ranks.size else 0.0
+
+
+def ndcg_at(ranks: np.ndarray, k: int) -> float:
+    if not ranks.size:
+        return 0.0
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return float(gains.mean())
+
+
+def mrr(ranks: np.ndarray) -> float:
+    return float(np.mean(1.0 / (ranks + 1.0))) if ranks.size else 0.0
+
+
+def auc(ranks: np.ndarray, eligible: np.ndarray) -> float:
+    """Fraction of eligible negatives ranked below the target."""
+    if not ranks.size:
+        return 0.0
+    negatives = np.maximum(eligible - 1, 1)
+    return float(np.mean(1.0 - ranks / negatives))
+
+
+def summarize(ranks: np.ndarray, eligible: np.ndarray) -> dict[str, float]:
+    out = {}
+    for k in CUTOFFS:
+        out[f"Recall@{k}"] = recall_at(ranks, k)
+        out[f"NDCG@{k}"] = ndcg_at(ranks, k)
+    out["HitRate@10"] = recall_at(ranks, 10)
+    out["MRR"] = mrr(ranks)
+    out["AUC"] = auc(ranks, eligible)
+    out["users"] = int(ranks.size)
+    return out
+
+
+def ranks_of_targets(scores: np.ndarray, histories: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks of `targets` in `scores` [B, N] with each row's history excluded.
+
+    Returns (ranks, eligible item counts). NaN scores count as lowest.
+    """
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    scores[np.isnan(scores)] = -np.inf
+    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+    cols = np.concatenate(histories) if histories else np.zeros(0, np.int64)
+    scores[rows, cols.astype(np.int64)] = -np.inf
+    target_scores = scores[np.arange(len(targets)), targets]
+    ranks = (scores > target_scores[:, None]).sum(1)
+    eligible = np.array([scores.shape[1] - np.unique(h).size for h in histories])
+    return ranks, eligible

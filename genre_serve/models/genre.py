@@ -1,0 +1,175 @@
+"""The GENRE model family: item towers, the scenario-conditioned user encoder,
+per-scenario fusion and the ranker.
+
+Item indices inside the model are shifted by one: 0 is the padding of a
+history. Histories are right-aligned ``[B, L]`` (most recent item last).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    dim: int = 64  # item/user vector size in each space (CF and content)
+    hidden: int = 128  # user encoder width
+    max_history: int = 50  # most recent items the user encoder reads
+    short_len: int = 8  # items of the short-term window
+    dropout: float = 0.2
+    ranker_hidden: tuple[int, ...] = (128, 64)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # A finite fill keeps an all-padding row (a cold user) finite: uniform weights.
+    return torch.softmax(scores.masked_fill(~mask, -1e9), dim=-1)
+
+
+class ItemTowers(nn.Module):
+    """CF embeddings and the trainable projection of the frozen text vectors."""
+
+    def __init__(self, num_items: int, text_vectors: torch.Tensor, dim: int):
+        super().__init__()
+        self.cf = nn.Embedding(num_items + 1, dim, padding_idx=0)
+        nn.init.normal_(self.cf.weight, std=0.02)
+        with torch.no_grad():
+            self.cf.weight[0].zero_()
+        padded = torch.cat([torch.zeros(1, text_vectors.shape[1]), text_vectors.float()])
+        self.register_buffer("text", padded, persistent=True)
+        self.proj = nn.Sequential(nn.Linear(text_vectors.shape[1], dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
+
+    @property
+    def num_items(self) -> int:
+        return self.cf.num_embeddings - 1
+
+    def content(self, text_vectors: torch.Tensor) -> torch.Tensor:
+        """Content vectors of raw text vectors (also the cold-start path)."""
+        return self.proj(text_vectors)
+
+    def lookup(self, shifted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CF and content vectors of shifted item indices (0: zeros)."""
+        ct = self.proj(self.text[shifted]) * (shifted > 0).unsqueeze(-1)
+        return self.cf(shifted), ct
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item tables [N, dim] of both spaces, in catalog order."""
+        return self.cf.weight[1:], self.proj(self.text[1:])
+
+
+class UserEncoder(nn.Module):
+    """Long-term attention pooling + short-term attention over the last items,
+    mixed by a learned gate; everything conditioned on the scenario."""
+
+    def __init__(self, cfg: ModelConfig, num_scenarios: int):
+        super().__init__()
+        h = cfg.hidden
+        self.cfg = cfg
+        self.inp = nn.Linear(2 * cfg.dim, h)
+        self.recency = nn.Embedding(cfg.max_history, h)  # position counted from the most recent
+        self.scenario = nn.Embedding(num_scenarios, h)
+        self.long_key = nn.Linear(h, h)
+        self.long_query = nn.Linear(h, h)
+        self.short_key = nn.Linear(h, h)
+        self.short_query = nn.Linear(2 * h, h)
+        self.gate = nn.Linear(3 * h, h)
+        self.norm = nn.LayerNorm(h)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out_cf = nn.Linear(h, cfg.dim)
+        self.out_ct = nn.Linear(h, cfg.dim)
+
+    def forward(self, hist_cf, hist_ct, mask, scenario):
+        L = mask.shape[1]
+        pos = torch.arange(L - 1, -1, -1, device=mask.device).clamp(max=self.cfg.max_history - 1)
+        x = self.drop(torch.relu(self.inp(torch.cat([hist_cf, hist_ct], -1))) + self.recency(pos))
+        s = self.scenario(scenario)
+        scale = x.shape[-1] ** -0.5
+        # Long term: the whole history, weighted by a scenario-specific query.
+        w_long = masked_softmax((torch.tanh(self.long_key(x)) @ self.long_query(s).unsqueeze(-1)).squeeze(-1) * scale, mask)
+        long = (w_long.unsqueeze(-1) * x).sum(1)
+        # Short term: the last items, queried by the most recent one and the scenario.
+        short_len = min(self.cfg.short_len, L)
+        xs, ms = x[:, -short_len:], mask[:, -short_len:]
+        q = self.short_query(torch.cat([x[:, -1], s], -1))
+        w_short = masked_softmax((self.short_key(xs) @ q.unsqueeze(-1)).squeeze(-1) * scale, ms)
+        short = (w_short.unsqueeze(-1) * xs).sum(1)
+        g = torch.sigmoid(self.gate(torch.cat([long, short, s], -1)))
+        u = self.drop(self.norm(g * long + (1 - g) * short + s))
+        return self.out_cf(u), self.out_ct(u)
+
+
+class Ranker(nn.Module):
+    """MLP over cross features [u, v, u*v, |u-v|, retrieval score] -> logit.
+
+    The retrieval score also enters through a learned skip weight (starting at
+    1), so an untrained ranker keeps the retrieval order and training refines it.
+    """
+
+    def __init__(self, vec_dim: int, hidden: tuple[int, ...], dropout: float):
+        super().__init__()
+        layers, width = [], 4 * vec_dim + 1
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        final = nn.Linear(width, 1)
+        nn.init.zeros_(final.weight)
+        nn.init.zeros_(final.bias)
+        self.mlp = nn.Sequential(*layers, final)
+        self.skip = nn.Parameter(torch.ones(()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features).squeeze(-1) + self.skip * features[..., -1]
+
+
+def cross_features_torch(user: torch.Tensor, items: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """[u, v, u*v, |u-v|, score] for user [B, D] and candidate vectors [B, K, D]:
+    the same layout as genre_serve.kernels.cross_features (a test checks it)."""
+    u = user.unsqueeze(1).expand_as(items)
+    return torch.cat([u, items, u * items, (u - items).abs(), scores.unsqueeze(-1)], -1)
+
+
+class GenreModel(nn.Module):
+    def __init__(self, num_items: int, num_scenarios: int, text_vectors: torch.Tensor, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.items = ItemTowers(num_items, text_vectors, cfg.dim)
+        self.user = UserEncoder(cfg, num_scenarios)
+        self.alpha_logit = nn.Parameter(torch.zeros(num_scenarios))
+        self.ranker = Ranker(2 * cfg.dim, cfg.ranker_hidden, cfg.dropout)
+
+    @property
+    def num_scenarios(self) -> int:
+        return self.alpha_logit.shape[0]
+
+    def alpha(self, scenario: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.alpha_logit[scenario])
+
+    def encode_users(self, history: torch.Tensor, scenario: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """history: shifted item indices [B, L], right-aligned, 0 = padding."""
+        history = history[:, -self.cfg.max_history :]
+        cf, ct = self.items.lookup(history)
+        return self.user(cf, ct, history > 0, scenario)
+
+    def scores(self, u_cf, u_ct, alpha, item_cf, item_ct):
+        """Fused, CF and content scores of users against item tables [N, d]."""
+        s_cf, s_ct = u_cf @ item_cf.T, u_ct @ item_ct.T
+        a = alpha.unsqueeze(-1)
+        return a * s_cf + (1 - a) * s_ct, s_cf, s_ct
+
+    def rank_logits(self, u_cf, u_ct, cand_cf, cand_ct, retrieval_scores):
+        """Ranker logits of candidates [B, K] given their vectors [B, K, d]."""
+        feats = cross_features_torch(torch.cat([u_cf, u_ct], -1), torch.cat([cand_cf, cand_ct], -1), retrieval_scores)
+        return self.ranker(feats)
+
+
+def right_align(histories: list, max_len: int) -> torch.Tensor:
+    """Shifted, right-aligned, zero-padded [B, max_len] from lists of item indices."""
+    out = torch.zeros(len(histories), max_len, dtype=torch.long)
+    for b, h in enumerate(histories):
+        h = list(h)[-max_len:]
+        if h:
+            out[b, max_len - len(h) :] = torch.as_tensor(h, dtype=torch.long) + 1
+    return out
+

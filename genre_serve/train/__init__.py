@@ -1,0 +1,1 @@
+"""Training: the retrieval model, the ranker, and run directories."""

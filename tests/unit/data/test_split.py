@@ -1,0 +1,50 @@
+"""Splits: no leakage, the right targets, cold items absent from training."""
+
+import numpy as np
+
+from genre_serve.data import build_dataset, leave_last_out, time_split
+from genre_serve.data import synthetic
+
+
+def synthetic_dataset():
+    raw, items = synthetic.generate(num_users=60, num_items=120, seed=3)
+    return build_dataset(raw, items, name="synthetic")
+
+
+def test_leave_last_out_holds_out_the_last_two_interactions_per_user():
+    ds = synthetic_dataset()
+    split = leave_last_out(ds)
+    seqs, _, _ = ds.sequences()
+    for u, seq in enumerate(seqs):
+        assert split.test_item[u] == seq[-1]
+        assert split.valid_item[u] == seq[-2]
+        np.testing.assert_array_equal(split.train_items[u], seq[:-2])
+
+
+def test_held_out_interactions_never_appear_in_training():
+    split = leave_last_out(synthetic_dataset(), cold_item_fraction=0.1, seed=1)
+    for u, train in enumerate(split.train_items):
+        assert split.test_item[u] not in train
+        assert split.valid_item[u] not in train
+    train_items = set(np.concatenate(split.train_items).tolist())
+    assert split.cold_items.size > 0
+    assert not train_items & set(split.cold_items.tolist())
+    assert not set(split.test_item.tolist()) & set(split.cold_items.tolist())
+
+
+def test_test_stage_history_includes_the_validation_item():
+    split = leave_last_out(synthetic_dataset())
+    users, hist, _, targets, _ = split.stage("test")
+    u = users[0]
+    assert hist[0][-1] == split.valid_item[u] and targets[0] == split.test_item[u]
+
+
+def test_time_split_targets_come_after_the_cutoff_and_history_before():
+    ds = synthetic_dataset()
+    split = time_split(ds, 0.2)
+    cutoff = np.quantile(ds.interactions["timestamp"], 0.8)
+    seqs, _, ts = ds.sequences()
+    for u in np.flatnonzero(split.test_item >= 0):
+        t_of = dict(zip(seqs[u].tolist(), ts[u].tolist()))
+        assert t_of[int(split.test_item[u])] >= cutoff
+        assert all(t_of[int(i)] < cutoff for i in split.train_items[u])

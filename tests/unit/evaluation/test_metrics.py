@@ -1,0 +1,30 @@
+"""Metric functions against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from genre_serve.evaluation.metrics import auc, mrr, ndcg_at, ranks_of_targets, recall_at, summarize
+
+
+def test_metrics_match_hand_computed_values():
+    ranks = np.array([0, 1, 4, 30])
+    assert recall_at(ranks, 2) == 0.5
+    assert recall_at(ranks, 10) == 0.75
+    # NDCG@10 = mean(1/log2(1+1), 1/log2(2+1), 1/log2(5+1), 0)
+    expected = (1.0 + 1 / np.log2(3) + 1 / np.log2(6) + 0.0) / 4
+    assert ndcg_at(ranks, 10) == pytest.approx(expected)
+    assert mrr(ranks) == pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 31) / 4)
+    assert auc(np.array([0, 10]), np.array([11, 11])) == pytest.approx(0.5)
+
+
+def test_ranks_exclude_the_history_and_count_strictly_better_items():
+    scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0], [1.0, 1.0, 1.0, 1.0, 9.0]])
+    ranks, eligible = ranks_of_targets(scores, [np.array([0]), np.array([4, 4])], np.array([3, 2]))
+    # Row 0: items 1 and 2 beat item 3 (item 0 is history). Row 1: ties do not count.
+    np.testing.assert_array_equal(ranks, [2, 0])
+    np.testing.assert_array_equal(eligible, [4, 4])
+
+
+def test_summary_has_every_reported_metric():
+    s = summarize(np.array([0, 3]), np.array([10, 10]))
+    assert set(s) >= {"Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "HitRate@10", "MRR", "AUC"}

@@ -1,0 +1,68 @@
+"""Model shapes, masking and the torch/kernel agreement on cross features."""
+
+import numpy as np
+import torch
+
+from genre_serve.kernels import cross_features
+from genre_serve.models.genre import GenreModel, ModelConfig, cross_features_torch, right_align
+
+CFG = ModelConfig(dim=16, hidden=32, max_history=12, short_len=4, ranker_hidden=(32,))
+
+
+def model(num_items=40, scenarios=3):
+    torch.manual_seed(0)
+    return GenreModel(num_items, scenarios, torch.randn(num_items, 24), CFG).eval()
+
+
+def test_user_encoder_gives_one_vector_per_space_and_user():
+    m = model()
+    hist = right_align([[1, 2, 3], [], list(range(30))], CFG.max_history)
+    assert hist.shape == (3, CFG.max_history) and hist[1].sum() == 0
+    u_cf, u_ct = m.encode_users(hist, torch.tensor([0, 1, 2]))
+    assert u_cf.shape == (3, 16) and u_ct.shape == (3, 16)
+    assert torch.isfinite(u_cf).all() and torch.isfinite(u_ct).all()  # empty history too
+
+
+def test_padding_does_not_change_the_user_vector():
+    m = model()
+    short = right_align([[5, 6, 7]], 5)
+    long = right_align([[5, 6, 7]], CFG.max_history)
+    a = m.encode_users(short, torch.tensor([1]))
+    b = m.encode_users(long, torch.tensor([1]))
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
+
+
+def test_scenario_conditions_the_user_vector_and_alpha():
+    m = model()
+    with torch.no_grad():
+        m.alpha_logit.copy_(torch.tensor([0.0, 2.0, -2.0]))
+    hist = right_align([[1, 2, 3]] * 2, CFG.max_history)
+    u0, _ = m.encode_users(hist, torch.tensor([0, 1]))
+    assert not torch.allclose(u0[0], u0[1])
+    alpha = m.alpha(torch.tensor([0, 1, 2]))
+    assert alpha[1] > alpha[0] > alpha[2]
+
+
+def test_item_tables_cover_the_catalog():
+    item_cf, item_ct = model().items.tables()
+    assert item_cf.shape == (40, 16) and item_ct.shape == (40, 16)
+
+
+def test_torch_cross_features_equal_the_kernel():
+    rng = np.random.default_rng(0)
+    user = rng.standard_normal((3, 8)).astype(np.float32)
+    items = rng.standard_normal((20, 8)).astype(np.float32)
+    cand = rng.integers(0, 20, size=(3, 5))
+    scores = rng.standard_normal((3, 5)).astype(np.float32)
+    kernel = cross_features(user, items, cand, scores=scores)
+    torch_version = cross_features_torch(
+        torch.from_numpy(user), torch.from_numpy(items)[torch.from_numpy(cand)], torch.from_numpy(scores)
+    )
+    np.testing.assert_allclose(torch_version.numpy(), kernel, rtol=1e-6, atol=1e-6)
+
+
+def test_untrained_ranker_keeps_the_retrieval_order():
+    m = model()
+    feats = torch.randn(2, 6, 4 * 32 + 1)
+    np.testing.assert_allclose(m.ranker(feats).detach().numpy(), feats[..., -1].numpy(), rtol=1e-6)
