@@ -23,10 +23,11 @@ def item_tables(model: GenreModel) -> tuple[np.ndarray, np.ndarray]:
 def user_vectors(model: GenreModel, histories: list, scenarios: np.ndarray, batch: int = 512):
     """(u_cf, u_ct, alpha) as float32 numpy arrays for each history."""
     outs_cf, outs_ct, outs_a = [], [], []
+    padded = model.items.padded_tables()
     for s in range(0, len(histories), batch):
         hist = right_align(histories[s : s + batch], model.cfg.max_history)
         scen = torch.as_tensor(np.asarray(scenarios[s : s + batch]), dtype=torch.long)
-        u_cf, u_ct = model.encode_users(hist, scen)
+        u_cf, u_ct = model.encode_users(hist, scen, padded)
         outs_cf.append(u_cf.numpy())
         outs_ct.append(u_ct.numpy())
         outs_a.append(model.alpha(scen).numpy())

@@ -49,14 +49,19 @@ class ItemTowers(nn.Module):
         """Content vectors of raw text vectors (also the cold-start path)."""
         return self.proj(text_vectors)
 
-    def lookup(self, shifted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """CF and content vectors of shifted item indices (0: zeros)."""
-        ct = self.proj(self.text[shifted]) * (shifted > 0).unsqueeze(-1)
-        return self.cf(shifted), ct
+    def padded_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item tables [N + 1, dim] of both spaces indexed by shifted indices (row 0: zeros).
+
+        The content table is projected once for the whole catalog: cheaper than
+        projecting every history position of a batch separately.
+        """
+        ct = self.proj(self.text[1:])
+        return self.cf.weight, torch.cat([torch.zeros_like(ct[:1]), ct])
 
     def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Item tables [N, dim] of both spaces, in catalog order."""
-        return self.cf.weight[1:], self.proj(self.text[1:])
+        cf, ct = self.padded_tables()
+        return cf[1:], ct[1:]
 
 
 class UserEncoder(nn.Module):
@@ -146,11 +151,15 @@ class GenreModel(nn.Module):
     def alpha(self, scenario: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.alpha_logit[scenario])
 
-    def encode_users(self, history: torch.Tensor, scenario: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """history: shifted item indices [B, L], right-aligned, 0 = padding."""
+    def encode_users(self, history: torch.Tensor, scenario: torch.Tensor, padded_tables=None):
+        """history: shifted item indices [B, L], right-aligned, 0 = padding.
+
+        `padded_tables` (from items.padded_tables()) saves recomputing them when
+        the caller has them already.
+        """
         history = history[:, -self.cfg.max_history :]
-        cf, ct = self.items.lookup(history)
-        return self.user(cf, ct, history > 0, scenario)
+        cf_table, ct_table = padded_tables if padded_tables is not None else self.items.padded_tables()
+        return self.user(cf_table[history], ct_table[history], history > 0, scenario)
 
     def scores(self, u_cf, u_ct, alpha, item_cf, item_ct):
         """Fused, CF and content scores of users against item tables [N, d]."""

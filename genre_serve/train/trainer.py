@@ -74,8 +74,9 @@ def validation_ndcg(model: GenreModel, split: Split, variant: str = "fused") -> 
 
 
 def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfig, rng):
-    u_cf, u_ct = model.encode_users(hist_tensor, scen)
-    item_cf, item_ct = model.items.tables()
+    padded = model.items.padded_tables()
+    u_cf, u_ct = model.encode_users(hist_tensor, scen, padded)
+    item_cf, item_ct = padded[0][1:], padded[1][1:]
     alpha = model.alpha(scen)
     num_items = item_cf.shape[0]
     if cfg.num_negatives and cfg.num_negatives < num_items:

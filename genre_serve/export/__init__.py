@@ -1,0 +1,1 @@
+"""Export to ONNX and the Triton model repository."""

@@ -1,0 +1,107 @@
+"""config.pbtxt of every model, written from data through Triton's protobuf
+(json_format.ParseDict -> text_format), never from string templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+
+ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND = (
+    "genre_item_tower", "genre_user_tower", "genre_retrieve", "genre_ranker", "genre_recommend",
+)
+MODELS = (ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND)
+PYTHON_MODELS = (RETRIEVE, RECOMMEND)
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """What config.pbtxt is generated from (the `export` flags)."""
+
+    max_batch_size: int = 64
+    max_queue_delay_us: int = 500  # dynamic batching: how long a request may wait for company
+    instances: int = 1  # per batched model
+    recommend_instances: int = 4  # genre_recommend is one user per request: concurrency = instances
+    kind: str = "KIND_CPU"  # KIND_GPU on GPU hosts (the NGC container)
+    num_versions: int = 1  # versions each model serves (latest N)
+    max_queue_size: int = 0  # 0: unbounded; > 0: reject past this many queued requests
+
+
+def _tensor(name: str, dtype: str, dims: list[int], **extra) -> dict:
+    return {"name": name, "data_type": dtype, "dims": dims, **extra}
+
+
+def _common(name: str, cfg: ServingConfig, backend: str, max_batch: int, instances: int) -> dict:
+    # The models behind genre_recommend keep one version more loaded: during a
+    # rollout, requests still running on the old genre_recommend call the old
+    # versions of the others, which must not be unloaded under them.
+    versions = cfg.num_versions if name == RECOMMEND else cfg.num_versions + 1
+    doc = {
+        "name": name,
+        "backend": backend,
+        "max_batch_size": max_batch,
+        "instance_group": [{"kind": cfg.kind, "count": instances}],
+        "version_policy": {"latest": {"num_versions": versions}},
+    }
+    if max_batch > 0:
+        batching = {"max_queue_delay_microseconds": cfg.max_queue_delay_us}
+        if cfg.max_queue_size > 0:
+            batching["default_queue_policy"] = {"max_queue_size": cfg.max_queue_size}
+        doc["dynamic_batching"] = batching
+    return doc
+
+
+def config_dicts(cfg: ServingConfig, dim: int, max_history: int) -> dict[str, dict]:
+    features = 4 * (2 * dim) + 1
+    mb = cfg.max_batch_size
+    item_tower = _common(ITEM_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
+        "input": [_tensor("INPUT_IDS", "TYPE_INT64", [-1]), _tensor("ATTENTION_MASK", "TYPE_INT64", [-1])],
+        "output": [_tensor("ITEM_CT", "TYPE_FP32", [dim])],
+    }
+    user_tower = _common(USER_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
+        "input": [
+            _tensor("HISTORY", "TYPE_INT64", [max_history]),
+            _tensor("LENGTHS", "TYPE_INT64", [1]),
+            _tensor("SCENARIO", "TYPE_INT64", [1]),
+        ],
+        "output": [
+            _tensor("U_CF", "TYPE_FP32", [dim]),
+            _tensor("U_CT", "TYPE_FP32", [dim]),
+            _tensor("ALPHA", "TYPE_FP32", [1]),
+        ],
+    }
+    ranker = _common(RANKER, cfg, "onnxruntime", mb, cfg.instances) | {
+        "input": [_tensor("FEATURES", "TYPE_FP32", [-1, features])],
+        "output": [_tensor("LOGITS", "TYPE_FP32", [-1])],
+    }
+    retrieve = _common(RETRIEVE, cfg, "python", mb, cfg.instances) | {
+        "input": [
+            _tensor("U_CF", "TYPE_FP32", [dim]),
+            _tensor("U_CT", "TYPE_FP32", [dim]),
+            _tensor("ALPHA", "TYPE_FP32", [1]),
+            # Seen items: one list per request, any length (batched without padding).
+            _tensor("EXCLUDE", "TYPE_INT64", [-1], allow_ragged_batch=True),
+            _tensor("K", "TYPE_INT32", [1]),
+        ],
+        "output": [
+            _tensor("CANDIDATES", "TYPE_INT64", [-1]),
+            _tensor("SCORES", "TYPE_FP32", [-1]),
+            _tensor("FEATURES", "TYPE_FP32", [-1, features]),
+        ],
+    }
+    recommend = _common(RECOMMEND, cfg, "python", 0, cfg.recommend_instances) | {
+        "input": [
+            _tensor("HISTORY", "TYPE_STRING", [-1]),
+            _tensor("K", "TYPE_INT32", [1]),
+            _tensor("SCENARIO", "TYPE_STRING", [1], optional=True),
+            _tensor("ALPHA", "TYPE_FP32", [1], optional=True),
+        ],
+        "output": [_tensor("ITEM_IDS", "TYPE_STRING", [-1]), _tensor("SCORES", "TYPE_FP32", [-1])],
+    }
+    return {ITEM_TOWER: item_tower, USER_TOWER: user_tower, RETRIEVE: retrieve, RANKER: ranker, RECOMMEND: recommend}
+
+
+def to_pbtxt(doc: dict) -> str:
+    message = json_format.ParseDict(doc, model_config_pb2.ModelConfig())
+    return text_format.MessageToString(message)

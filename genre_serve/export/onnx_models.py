@@ -1,0 +1,169 @@
+"""The three ONNX models of the serving repository, their export, and the
+post-export checks (onnx.checker and onnxruntime == PyTorch on random inputs
+of several shapes, so that dynamic axes really are dynamic).
+
+Tensor names are UPPER_SNAKE and identical in ONNX and config.pbtxt.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from genre_serve.errors import GenreServeError
+from genre_serve.models.genre import GenreModel
+from genre_serve.models.text_encoder import TextEncoder
+
+OPSET = 17
+# float32 ONNX vs PyTorch on the same inputs: differences come from operator
+# fusion and summation order only.
+ATOL, RTOL = 1e-4, 1e-3
+
+
+class ExportCheckError(GenreServeError):
+    """An exported model failed onnx.checker or disagreed with PyTorch."""
+
+
+class ItemTowerExport(nn.Module):
+    """Token ids of item texts -> content vectors (the cold-start path)."""
+
+    def __init__(self, encoder: TextEncoder, model: GenreModel):
+        super().__init__()
+        self.encoder, self.proj = encoder, model.items.proj
+
+    def forward(self, input_ids, attention_mask):
+        return self.proj(self.encoder(input_ids, attention_mask))
+
+
+class UserTowerExport(nn.Module):
+    """History (item indices, right-aligned, the last LENGTHS entries valid) and
+    scenario -> U_CF, U_CT and the scenario's fusion weight ALPHA.
+
+    The item vectors are frozen into the graph as two tables [N + 1, d] (row 0:
+    padding), so the tower needs nothing but indices at serve time.
+    """
+
+    def __init__(self, model: GenreModel):
+        super().__init__()
+        with torch.no_grad():
+            cf, ct = model.items.tables()
+        pad = torch.zeros(1, cf.shape[1])
+        self.register_buffer("cf_table", torch.cat([pad, cf]).detach().clone())
+        self.register_buffer("ct_table", torch.cat([pad, ct]).detach().clone())
+        self.user, self.alpha_logit = model.user, model.alpha_logit
+        self.max_history = model.cfg.max_history
+
+    def forward(self, history, lengths, scenario):
+        L = history.shape[1]
+        positions = torch.arange(L, device=history.device).unsqueeze(0)
+        mask = positions >= (L - lengths)
+        shifted = torch.where(mask, history + 1, torch.zeros_like(history))
+        scen = scenario[:, 0]
+        u_cf, u_ct = self.user(self.cf_table[shifted], self.ct_table[shifted], mask, scen)
+        return u_cf, u_ct, torch.sigmoid(self.alpha_logit[scen]).unsqueeze(1)
+
+
+class RankerExport(nn.Module):
+    def __init__(self, model: GenreModel):
+        super().__init__()
+        self.ranker = model.ranker
+
+    def forward(self, features):
+        return self.ranker(features)
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dynamic_axes: dict
+
+
+ITEM_TOWER = OnnxSpec(
+    ("INPUT_IDS", "ATTENTION_MASK"), ("ITEM_CT",),
+    {"INPUT_IDS": {0: "batch", 1: "tokens"}, "ATTENTION_MASK": {0: "batch", 1: "tokens"}, "ITEM_CT": {0: "batch"}},
+)
+USER_TOWER = OnnxSpec(
+    ("HISTORY", "LENGTHS", "SCENARIO"), ("U_CF", "U_CT", "ALPHA"),
+    {"HISTORY": {0: "batch", 1: "history"}, "LENGTHS": {0: "batch"}, "SCENARIO": {0: "batch"},
+     "U_CF": {0: "batch"}, "U_CT": {0: "batch"}, "ALPHA": {0: "batch"}},
+)
+RANKER = OnnxSpec(
+    ("FEATURES",), ("LOGITS",), {"FEATURES": {0: "batch", 1: "candidates"}, "LOGITS": {0: "batch", 1: "candidates"}}
+)
+
+
+def export_module(module: nn.Module, example: tuple, spec: OnnxSpec, path: Path) -> None:
+    module.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".onnx.tmp")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, example, str(tmp), input_names=list(spec.inputs), output_names=list(spec.outputs),
+            dynamic_axes=spec.dynamic_axes, opset_version=OPSET, dynamo=False,
+        )
+    tmp.replace(path)
+
+
+def check_against_torch(module: nn.Module, path: Path, spec: OnnxSpec, examples: list[tuple]) -> float:
+    """onnx.checker, then onnxruntime vs PyTorch on each example; the largest
+    absolute difference seen. Raises ExportCheckError past ATOL/RTOL."""
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportCheckError(f"{path}: onnx.checker: {e}") from e
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    module.eval()
+    for example in examples:
+        with torch.no_grad():
+            want = module(*example)
+        want = want if isinstance(want, tuple) else (want,)
+        got = session.run(list(spec.outputs), {n: t.numpy() for n, t in zip(spec.inputs, example)})
+        for name, g, w in zip(spec.outputs, got, want):
+            w = w.numpy()
+            if g.shape != w.shape:
+                raise ExportCheckError(f"{path}: {name} has shape {g.shape}, PyTorch gives {w.shape}")
+            if not np.allclose(g, w, atol=ATOL, rtol=RTOL):
+                raise ExportCheckError(
+                    f"{path}: {name} differs from PyTorch by {np.abs(g - w).max():.3g} "
+                    f"(inputs of shapes {[tuple(t.shape) for t in example]})"
+                )
+            worst = max(worst, float(np.abs(g - w).max()) if g.size else 0.0)
+    return worst
+
+
+def user_tower_examples(num_items: int, num_scenarios: int, max_history: int, seed: int = 0) -> list[tuple]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for batch, length in ((1, max_history), (3, max_history), (5, 7), (2, 1)):
+        history = torch.randint(0, num_items, (batch, length), generator=g)
+        lengths = torch.randint(0, length + 1, (batch, 1), generator=g)
+        scenario = torch.randint(0, num_scenarios, (batch, 1), generator=g)
+        out.append((history, lengths, scenario))
+    return out
+
+
+def ranker_examples(features: int, seed: int = 0) -> list[tuple]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(b, k, features, generator=g),) for b, k in ((1, 100), (4, 100), (2, 7), (1, 1))]
+
+
+def item_tower_examples(vocab: int, seed: int = 0) -> list[tuple]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for batch, tokens in ((1, 16), (3, 40), (2, 5)):
+        ids = torch.randint(1000, vocab, (batch, tokens), generator=g)
+        mask = torch.ones(batch, tokens, dtype=torch.long)
+        mask[0, tokens // 2 :] = 0
+        out.append((ids, mask))
+    return out

@@ -1,0 +1,247 @@
+"""Starts a real `tritonserver` on a model repository.
+
+Locally the binary comes from the PyPI package nvidia-pytriton. That build has
+the python backend but no native onnxruntime backend, so the launcher
+assembles a backend directory: the python backend's files (copied, not
+symlinked) with the stub for the running Python beside them, and a
+Python-based backend named ``onnxruntime`` that runs model.onnx with
+onnxruntime. The same repository runs unchanged in the NGC container, whose
+native onnxruntime backend takes over there.
+
+Security defaults: binds to 127.0.0.1 unless told otherwise; loads models only
+from the given repository; the command line is an argument list, never a
+shell string.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genre_serve.errors import GenreServeError
+
+ONNXRUNTIME_BACKEND_SHIM = (
+    "# Python-based Triton backend 'onnxruntime' assembled by genre_serve's launcher.\n"
+    "from genre_serve.serving.onnxruntime_backend import TritonPythonModel  # noqa: F401\n"
+)
+
+
+class ServerError(GenreServeError, RuntimeError):
+    """tritonserver could not be started or stopped."""
+
+
+def pytriton_dist() -> Path:
+    try:
+        import pytriton
+    except ImportError:
+        raise ServerError("the local tritonserver comes from the package nvidia-pytriton: pip install nvidia-pytriton") from None
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def assemble_backends(dest: Path) -> Path:
+    """<dest>/python (files copied + stub for this Python) and <dest>/onnxruntime."""
+    dist = pytriton_dist()
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServerError(f"nvidia-pytriton has no python backend stub for Python {version}")
+    python_dir = dest / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for f in (dist / "backends" / "python").iterdir():
+        if f.is_file():
+            shutil.copy2(f, python_dir / f.name)
+    shutil.copy2(stub, python_dir / "triton_python_backend_stub")
+    ort_dir = dest / "onnxruntime"
+    ort_dir.mkdir(parents=True, exist_ok=True)
+    (ort_dir / "model.py").write_text(ONNXRUNTIME_BACKEND_SHIM)
+    return dest
+
+
+def server_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    libs = [
+        str(pytriton_dist().parent.parent / "nvidia_pytriton.libs"),
+        sysconfig.get_config_var("LIBDIR"),  # the stub embeds libpython3.X.so
+    ]
+    if env.get("LD_LIBRARY_PATH"):
+        libs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = ":".join(libs)
+    # The stub must see the launcher's packages (numpy, onnxruntime,
+    # genre_serve) and nothing from the working directory.
+    site = [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
+    env["PYTHONPATH"] = ":".join(dict.fromkeys(site))
+    env.setdefault("OMP_NUM_THREADS", "1")  # many small requests: no per-call thread teams
+    return env
+
+
+@dataclass
+class TritonServer:
+    """A tritonserver process on loopback ports; a context manager.
+
+    ``model_control="explicit"`` loads every model at start and lets
+    :mod:`genre_serve.serving.rollout` load new versions in dependency order.
+    """
+
+    model_repository: Path
+    host: str = "127.0.0.1"
+    http_port: int | None = None
+    grpc_port: int | None = None
+    metrics_port: int | None = None
+    model_control: str = "explicit"
+    log_verbose: int = 0
+    forward_logs: bool = False
+    extra_args: list[str] = field(default_factory=list)
+    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _workdir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+    _log: deque = field(default_factory=lambda: deque(maxlen=200), init=False, repr=False)
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    def command(self, backend_dir: Path) -> list[str]:
+        binary = pytriton_dist() / "bin" / "tritonserver"
+        args = [
+            str(binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backend_dir}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            f"--model-control-mode={self.model_control}",
+            f"--log-verbose={self.log_verbose}",
+            "--exit-timeout-secs=10",
+            "--strict-readiness=true",
+        ]
+        if self.model_control == "explicit":
+            args.append("--load-model=*")
+        return args + list(self.extra_args)
+
+    def start(self, timeout_s: float = 180.0) -> "TritonServer":
+        repo = Path(self.model_repository)
+        if not repo.is_dir():
+            raise ServerError(f"model repository not found: {repo}")
+        if not any((d / "config.pbtxt").exists() for d in repo.iterdir() if d.is_dir()):
+            raise ServerError(f"{repo} holds no model (no <model>/config.pbtxt): run `genre-serve export` first")
+        self.model_repository = repo.resolve()
+        for name in ("http_port", "grpc_port", "metrics_port"):
+            port = getattr(self, name)
+            if port is None:
+                setattr(self, name, free_port(self.host))
+            elif not port_is_free(self.host, port):
+                raise ServerError(f"{name.replace('_', ' ')} {port} on {self.host} is already in use")
+        self._workdir = tempfile.TemporaryDirectory(prefix="genre-serve-triton-")
+        backends = assemble_backends(Path(self._workdir.name) / "backends")
+        self._proc = subprocess.Popen(
+            self.command(backends),
+            env=server_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop the server
+        )
+        threading.Thread(target=self._pump_logs, daemon=True).start()
+        self.wait_until_ready(timeout_s)
+        return self
+
+    def _pump_logs(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._log.append(line.rstrip())
+            if self.forward_logs:
+                print(line, end="", file=sys.stderr, flush=True)
+
+    def logs(self) -> str:
+        return "\n".join(self._log)
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_until_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                time.sleep(0.2)  # let the log pump drain
+                raise ServerError(
+                    f"tritonserver exited with code {self._proc.returncode} while starting:\n"
+                    + "\n".join(list(self._log)[-30:])
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        tail = "\n".join(list(self._log)[-30:])
+        self.stop()
+        raise ServerError(f"tritonserver was not ready within {timeout_s:.0f} s:\n{tail}")
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def kill(self) -> None:
+        """Stops the server abruptly (SIGKILL), as a crash would."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
