@@ -33,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    q = commands.add_parser("quickstart", help="built-in data -> train -> evaluate -> recommend")
+    q = commands.add_parser("quickstart", help="built-in data -> train -> evaluate -> export -> serve -> query")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run directory (default: %(default)s)")
     q.add_argument("--epochs", type=int, default=None, help="override the training epochs")
+    q.add_argument("--retrain", action="store_true", help="train again even if --out holds a finished run")
 
     t = commands.add_parser("train", help="train a GENRE model into RUN_DIR")
     _add_data_args(t)
@@ -51,6 +52,44 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--stage", choices=["test", "valid"], default="test")
     e.add_argument("--no-baselines", action="store_true", help="only most-popular and the GENRE variants")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    x = commands.add_parser("export", help="a run -> a new version in a Triton model repository")
+    x.add_argument("run_dir", type=Path)
+    x.add_argument("--model-repository", type=Path, required=True)
+    x.add_argument("--version", type=int, help="version number (default: the next one)")
+    x.add_argument("--keep-versions", type=int, default=3, help="versions kept on disk (default: %(default)s)")
+    x.add_argument("--max-batch-size", type=int, default=64)
+    x.add_argument("--max-queue-delay-us", type=int, default=500)
+    x.add_argument("--instances", type=int, default=1, help="instances of each batched model")
+    x.add_argument("--recommend-instances", type=int, default=4, help="instances of genre_recommend")
+    x.add_argument("--max-queue-size", type=int, default=0, help="reject requests past this queue length (0: off)")
+    x.add_argument("--gpu", action="store_true", help="instance groups KIND_GPU (for the NGC container on GPU hosts)")
+    x.add_argument("--url", help="also load the new version into the server at this HTTP URL")
+
+    s = commands.add_parser("serve", help="start tritonserver on a model repository")
+    s.add_argument("--model-repository", type=Path, required=True)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only)")
+    s.add_argument("--http-port", type=int, default=8000)
+    s.add_argument("--grpc-port", type=int, default=8001)
+    s.add_argument("--metrics-port", type=int, default=8002)
+    s.add_argument("--log-verbose", type=int, default=0)
+    s.add_argument("--quiet", action="store_true", help="do not forward the server's log")
+
+    r = commands.add_parser("recommend", help="ask a running server for recommendations")
+    r.add_argument("--url", default="127.0.0.1:8000")
+    r.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    r.add_argument("--history", required=True, help="item ids, comma separated, oldest first ('' for a cold user)")
+    r.add_argument("--k", type=int, default=10)
+    r.add_argument("--scenario")
+    r.add_argument("--alpha", type=float)
+    r.add_argument("--timeout-s", type=float, default=10.0)
+    r.add_argument("--json", action="store_true", help="machine-readable output")
+
+    a = commands.add_parser("add-items", help="embed new items' texts and add them as a new version")
+    a.add_argument("target", type=Path, help="a model repository, or a run directory with model_repository/")
+    a.add_argument("--items", type=Path, required=True, help="CSV/Parquet: item_id,title[,text,tags]")
+    a.add_argument("--keep-versions", type=int, default=3)
+    a.add_argument("--url", help="also load the new version into the server at this HTTP URL")
     return parser
 
 
@@ -118,22 +157,132 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
-def cmd_quickstart(args) -> int:
-    from genre_serve.data import load_builtin
-    from genre_serve.train.trainer import train
+def cmd_export(args) -> int:
+    from genre_serve.export.model_configs import ServingConfig
+    from genre_serve.export.repository import export_run
 
-    cfg = _train_config(args)
-    print("genre-serve quickstart: built-in MovieLens (ml-latest-small) -> train -> evaluate")
-    ds = load_builtin("movielens-small", cfg.data)
-    print(f"data: {ds.num_users} users, {ds.num_items} items, {len(ds.interactions)} interactions")
-    out = train(ds, cfg, args.out)
-    args.run_dir, args.stage, args.no_baselines, args.quiet, args.json = out, "test", True, False, None
-    cmd_evaluate(args)
-    print("serving (export -> tritonserver -> query) is not yet available: it lands with the serving issue")
+    serving = ServingConfig(
+        max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
+        instances=args.instances, recommend_instances=args.recommend_instances,
+        kind="KIND_GPU" if args.gpu else "KIND_CPU", max_queue_size=args.max_queue_size,
+    )
+    result = export_run(args.run_dir, args.model_repository, args.version, serving, args.keep_versions)
+    diffs = ", ".join(f"{m} {d:.1e}" for m, d in result.max_abs_diff.items())
+    print(f"exported version {result.version} to {result.repository} (onnxruntime vs PyTorch max |diff|: {diffs})")
+    if result.removed_versions:
+        print(f"removed old versions {result.removed_versions}")
+    if args.url:
+        from genre_serve.serving.rollout import load_latest
+
+        load_latest(args.url)
+        print(f"server at {args.url} now serves version {result.version}")
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "quickstart": cmd_quickstart}
+def cmd_add_items(args) -> int:
+    from genre_serve.export.add_items import add_items
+
+    repo, version, count = add_items(args.target, args.items, args.keep_versions)
+    print(f"added {count} item(s) as version {version} of {repo}")
+    if args.url:
+        from genre_serve.serving.rollout import load_latest
+
+        load_latest(args.url)
+        print(f"server at {args.url} now serves version {version}")
+    return EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    import signal
+    import threading
+
+    from genre_serve.serving.launcher import TritonServer
+
+    server = TritonServer(args.model_repository, args.host, args.http_port, args.grpc_port, args.metrics_port,
+                          log_verbose=args.log_verbose, forward_logs=not args.quiet)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    try:
+        print(f"genre_serve is ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}",
+              flush=True)
+        print("Ctrl-C stops it.", flush=True)
+        while not stop.wait(0.5):
+            if not server.running:
+                print("tritonserver exited unexpectedly", file=sys.stderr)
+                return EXIT_FAILURE
+    finally:
+        server.stop()
+        print("stopped", flush=True)
+    return EXIT_OK
+
+
+def cmd_recommend(args) -> int:
+    from genre_serve.client import GenreClient
+
+    history = [h.strip() for h in args.history.split(",") if h.strip()]
+    with GenreClient(args.url, args.protocol, timeout_s=args.timeout_s) as client:
+        recs = client.recommend(history, args.k, args.scenario, args.alpha)
+    if args.json:
+        print(json.dumps([{"item_id": r.item_id, "score": r.score} for r in recs]))
+    else:
+        for rank, r in enumerate(recs, 1):
+            print(f"{rank:>3}. {r.item_id:<20} {r.score:.4f}")
+    return EXIT_OK
+
+
+def cmd_quickstart(args) -> int:
+    from genre_serve.client import GenreClient
+    from genre_serve.data import load_builtin
+    from genre_serve.export.repository import export_run
+    from genre_serve.serving.launcher import TritonServer
+    from genre_serve.train.run_dir import load_run
+    from genre_serve.train.trainer import train
+
+    cfg = _train_config(args)
+    print("genre-serve quickstart: built-in MovieLens (ml-latest-small) -> train -> evaluate -> export -> serve -> query")
+    out = args.out
+    if args.retrain or not (out / "model.pt").exists():
+        ds = load_builtin("movielens-small", cfg.data)
+        print(f"[1/5] data: {ds.num_users} users, {ds.num_items} movies, {len(ds.interactions)} ratings")
+        train(ds, cfg, out)
+    else:
+        print(f"[1/5] reusing the trained run in {out} (--retrain to train again)")
+    print("[2/5] evaluating on the held-out last interaction of each user")
+    args.run_dir, args.stage, args.no_baselines, args.quiet, args.json = out, "test", True, False, None
+    cmd_evaluate(args)
+    repo = out / "model_repository"
+    result = export_run(out, repo)
+    print(f"[3/5] exported version {result.version} to {repo}")
+    print("[4/5] starting tritonserver on 127.0.0.1 (free ports)")
+    run = load_run(out)
+    with TritonServer(repo) as server:
+        print(f"      ready: HTTP {server.http_url}  gRPC {server.grpc_url}")
+        users, hist, _, _, _ = run.split.stage("test")
+        history = run.items.external(hist[0][-10:])
+        titles = dict(zip(run.items.ids, run.titles))
+        with GenreClient(server.http_url) as client:
+            recs = client.recommend(history, k=10)
+        print(f"[5/5] user {run.meta['users'][users[0]]} recently watched:")
+        for i in history[-5:]:
+            print(f"        {titles.get(i, i)}")
+        print("      genre_serve recommends:")
+        for rank, r in enumerate(recs, 1):
+            print(f"  {rank:>3}. {titles.get(r.item_id, r.item_id):<60} {r.score:.3f}")
+    print(f"done. Serve it again with: genre-serve serve --model-repository {repo}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "quickstart": cmd_quickstart,
+    "export": cmd_export,
+    "add-items": cmd_add_items,
+    "serve": cmd_serve,
+    "recommend": cmd_recommend,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,73 @@
+"""The recommend pipeline in process, on the PyTorch model of a training run:
+what the served genre_recommend must answer (the integration tests and
+bench_serving.py compare the two). Same request logic (recommend_logic.py),
+same kernels; only the towers and the ranker run in PyTorch instead of ONNX.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genre_serve.export.repository import catalog_documents
+from genre_serve.kernels import cross_features, fused_topk
+from genre_serve.models.genre import right_align
+from genre_serve.serving.recommend_logic import (
+    Catalog,
+    cold_answer,
+    final_order,
+    parse_request,
+    retrieval_depth,
+)
+from genre_serve.train.run_dir import Run, load_run
+
+
+class InProcessRecommender:
+    def __init__(self, run: Run | str | Path, depth: int | None = None, max_k: int = 1000):
+        self.run = run if isinstance(run, Run) else load_run(run)
+        self.model = self.run.model.eval()
+        catalog, meta, popularity = catalog_documents(self.run, depth or self.run.config.ranker_depth, max_k)
+        self.catalog = Catalog(
+            ids=catalog["ids"],
+            index={item: i for i, item in enumerate(catalog["ids"])},
+            popularity=popularity,
+            scenarios=meta["scenarios"],
+            max_history=meta["max_history"],
+            depth=meta["depth"],
+            max_k=meta["max_k"],
+        )
+        with torch.no_grad():
+            self.padded = self.model.items.padded_tables()
+            self.item_cf = self.padded[0][1:].numpy().copy()
+            self.item_ct = self.padded[1][1:].numpy().copy()
+        self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
+
+    @torch.inference_mode()
+    def recommend(self, history: list[str], k: int = 10, scenario: str | None = None,
+                  alpha: float | None = None) -> tuple[list[str], np.ndarray]:
+        req = parse_request(
+            self.catalog,
+            np.array([h.encode() for h in history], dtype=object),
+            np.array([k], np.int32),
+            None if scenario is None else np.array([scenario.encode()], dtype=object),
+            None if alpha is None else np.array([alpha], np.float32),
+        )
+        if req.known.size == 0:
+            return cold_answer(self.catalog, req.k)
+        hist = right_align([req.known[-self.catalog.max_history :]], self.catalog.max_history)
+        scen = torch.tensor([req.scenario])
+        u_cf, u_ct = self.model.encode_users(hist, scen, self.padded)
+        a = np.array([req.alpha], np.float32) if req.alpha is not None else self.model.alpha(scen).numpy()
+        u_cf, u_ct = u_cf.numpy(), u_ct.numpy()
+        depth = retrieval_depth(self.catalog, req)
+        idx, scores = fused_topk(u_cf, self.item_cf, depth, user_ct=u_ct, item_ct=self.item_ct, alpha=a,
+                                 exclude=[np.unique(req.known)])
+        n = int((idx[0] >= 0).sum())
+        if n == 0:
+            return [], np.zeros(0, np.float32)
+        idx, scores = idx[:, :n], scores[:, :n]
+        feats = cross_features(np.concatenate([u_cf, u_ct], 1), self.items_cat, idx, scores=scores)
+        logits = self.model.ranker(torch.from_numpy(feats)).numpy()
+        return final_order(self.catalog, idx[0], logits[0], req.k)

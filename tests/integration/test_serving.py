@@ -1,0 +1,87 @@
+"""The served genre_recommend equals the in-process pipeline, over HTTP and gRPC."""
+
+import numpy as np
+import pytest
+
+from genre_serve.client import GenreClient, InvalidRequestError
+from genre_serve.serving.pipeline import InProcessRecommender
+from genre_serve.train.run_dir import load_run
+
+pytestmark = pytest.mark.triton
+
+
+@pytest.fixture(scope="module")
+def reference(trained_run):
+    return InProcessRecommender(trained_run)
+
+
+def sample_requests(trained_run):
+    run = load_run(trained_run)
+    _, hist, _, _, _ = run.split.stage("test")
+    out = []
+    for i, h in enumerate(hist[:12]):
+        ids = run.items.external(h)
+        scenario = run.scenarios[1 + i % (len(run.scenarios) - 1)] if i % 2 else None
+        out.append((ids, 5 + i % 7, scenario))
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_served_answers_equal_the_in_process_model(server, trained_run, reference, protocol):
+    url = server.http_url if protocol == "http" else server.grpc_url
+    with GenreClient(url, protocol) as client:
+        for history, k, scenario in sample_requests(trained_run):
+            got = client.recommend(history, k, scenario)
+            want_ids, want_scores = reference.recommend(history, k, scenario)
+            assert [r.item_id for r in got] == want_ids
+            np.testing.assert_allclose([r.score for r in got], want_scores, rtol=1e-4, atol=1e-4)
+            assert not set(want_ids) & set(history)
+            assert len(got) == k
+
+
+def test_alpha_override_changes_the_answer_like_in_process(server, trained_run, reference):
+    history, _, _ = sample_requests(trained_run)[0]
+    with GenreClient(server.http_url) as client:
+        for alpha in (0.0, 1.0):
+            got = [r.item_id for r in client.recommend(history, 10, alpha=alpha)]
+            assert got == reference.recommend(history, 10, alpha=alpha)[0]
+
+
+def test_cold_user_gets_the_most_popular_items(server, reference):
+    with GenreClient(server.http_url) as client:
+        got = [r.item_id for r in client.recommend([], 5)]
+        unknown_only = [r.item_id for r in client.recommend(["no-such-item", "nor-this"], 5)]
+    assert got == reference.recommend([], 5)[0] == unknown_only
+
+
+def test_unknown_ids_in_a_history_are_skipped(server, trained_run, reference):
+    history, _, _ = sample_requests(trained_run)[1]
+    with GenreClient(server.http_url) as client:
+        got = [r.item_id for r in client.recommend(["unknown-1"] + history + ["unknown-2"], 6)]
+    assert got == reference.recommend(history, 6)[0]
+
+
+def test_k_beyond_the_catalog_returns_every_unseen_item(server, trained_run):
+    run = load_run(trained_run)
+    history = run.items.ids[:10]
+    with GenreClient(server.http_url) as client:
+        got = client.recommend(history, 10**9)
+    assert len(got) == len(run.items) - 10
+    assert len({r.item_id for r in got}) == len(got)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(history=["i1"], k=0), "K"),
+        (dict(history=["i1"], k=-5), "K"),
+        (dict(history=["i1"], k=3, scenario="nowhere"), "SCENARIO"),
+        (dict(history=["i1"], k=3, alpha=1.5), "ALPHA"),
+        (dict(history=["i1"], k=3, alpha=float("nan")), "ALPHA"),
+    ],
+)
+def test_bad_requests_get_an_error_naming_the_field_and_the_server_keeps_serving(server, kwargs, field):
+    with GenreClient(server.http_url, retries=0) as client:
+        with pytest.raises(InvalidRequestError, match=field):
+            client.recommend(**kwargs)
+        assert len(client.recommend(["i1"], 3)) == 3
