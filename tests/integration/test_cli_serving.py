@@ -1,0 +1,44 @@
+"""The CLI against a real server: recommend (human and JSON), and clear failures."""
+
+import json
+
+import pytest
+
+from genre_serve.cli import main
+from genre_serve.client import GenreClient
+
+pytestmark = pytest.mark.triton
+
+
+def test_cli_recommend_returns_the_sdk_answer(server, capsys):
+    with GenreClient(server.http_url) as client:
+        expected = [r.item_id for r in client.recommend(["i1", "i2", "i3"], 5)]
+    assert main(["recommend", "--url", server.http_url, "--history", "i1,i2,i3", "--k", "5", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [r["item_id"] for r in got] == expected
+    assert main(["recommend", "--url", server.grpc_url, "--protocol", "grpc", "--history", "i1,i2,i3",
+                 "--k", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[1] for line in lines] == expected
+
+
+def test_cli_recommend_reports_an_invalid_request_in_one_line(server, capsys):
+    assert main(["recommend", "--url", server.http_url, "--history", "i1", "--k", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "K" in err and "Traceback" not in err
+
+
+def test_cli_recommend_against_no_server_fails_clearly(capsys):
+    from genre_serve.serving.launcher import free_port
+
+    url = f"127.0.0.1:{free_port()}"
+    assert main(["recommend", "--url", url, "--history", "i1", "--timeout-s", "2"]) == 1
+    assert "error" in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_a_taken_port_and_a_missing_repository(repository, server, tmp_path, capsys):
+    port = int(server.http_url.rsplit(":", 1)[1])
+    assert main(["serve", "--model-repository", str(repository), "--http-port", str(port)]) == 1
+    assert "already in use" in capsys.readouterr().err
+    assert main(["serve", "--model-repository", str(tmp_path / "nothing")]) == 1
+    assert "not found" in capsys.readouterr().err
