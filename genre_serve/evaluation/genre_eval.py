@@ -32,8 +32,8 @@ def user_vectors(model: GenreModel, histories: list, scenarios: np.ndarray, batc
         outs_ct.append(u_ct.numpy())
         outs_a.append(model.alpha(scen).numpy())
     if not outs_cf:
-        d = model.cfg.dim
-        return np.zeros((0, d), np.float32), np.zeros((0, d), np.float32), np.zeros(0, np.float32)
+        return (np.zeros((0, model.cfg.cf_dim), np.float32), np.zeros((0, model.cfg.dim), np.float32),
+                np.zeros(0, np.float32))
     return (np.concatenate(outs_cf).astype(np.float32), np.concatenate(outs_ct).astype(np.float32),
             np.concatenate(outs_a).astype(np.float32))
 

@@ -94,7 +94,8 @@ def add_items(target: str | Path, items_file: str | Path, keep_versions: int = 3
     catalog = json.loads((src[mc.RECOMMEND] / "catalog.json").read_text())
     ids, titles, texts = read_new_items(items_file, set(catalog["ids"]))
     item_ct_new = embed_with_item_tower(src[mc.ITEM_TOWER], texts)
-    item_cf_new = np.zeros_like(item_ct_new)
+    cf_dim = np.load(src[mc.RETRIEVE] / "item_cf.npy", mmap_mode="r").shape[1]
+    item_cf_new = np.zeros((len(ids), cf_dim), np.float32)  # no interactions: no CF vector, no bias
 
     version = next_version(repo)
     staging = {m: repo / m / f".{version}.staging" for m in mc.MODELS}

@@ -52,12 +52,12 @@ def _common(name: str, cfg: ServingConfig, backend: str, max_batch: int, instanc
     return doc
 
 
-def config_dicts(cfg: ServingConfig, dim: int, max_history: int) -> dict[str, dict]:
-    features = 4 * (2 * dim) + 1
+def config_dicts(cfg: ServingConfig, cf_dim: int, ct_dim: int, max_history: int) -> dict[str, dict]:
+    features = 4 * (cf_dim + ct_dim) + 1
     mb = cfg.max_batch_size
     item_tower = _common(ITEM_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
         "input": [_tensor("INPUT_IDS", "TYPE_INT64", [-1]), _tensor("ATTENTION_MASK", "TYPE_INT64", [-1])],
-        "output": [_tensor("ITEM_CT", "TYPE_FP32", [dim])],
+        "output": [_tensor("ITEM_CT", "TYPE_FP32", [ct_dim])],
     }
     user_tower = _common(USER_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
         "input": [
@@ -66,8 +66,8 @@ def config_dicts(cfg: ServingConfig, dim: int, max_history: int) -> dict[str, di
             _tensor("SCENARIO", "TYPE_INT64", [1]),
         ],
         "output": [
-            _tensor("U_CF", "TYPE_FP32", [dim]),
-            _tensor("U_CT", "TYPE_FP32", [dim]),
+            _tensor("U_CF", "TYPE_FP32", [cf_dim]),
+            _tensor("U_CT", "TYPE_FP32", [ct_dim]),
             _tensor("ALPHA", "TYPE_FP32", [1]),
         ],
     }
@@ -77,8 +77,8 @@ def config_dicts(cfg: ServingConfig, dim: int, max_history: int) -> dict[str, di
     }
     retrieve = _common(RETRIEVE, cfg, "python", mb, cfg.instances) | {
         "input": [
-            _tensor("U_CF", "TYPE_FP32", [dim]),
-            _tensor("U_CT", "TYPE_FP32", [dim]),
+            _tensor("U_CF", "TYPE_FP32", [cf_dim]),
+            _tensor("U_CT", "TYPE_FP32", [ct_dim]),
             _tensor("ALPHA", "TYPE_FP32", [1]),
             # Seen items: one list per request, any length (batched without padding).
             _tensor("EXCLUDE", "TYPE_INT64", [-1], allow_ragged_batch=True),

@@ -52,10 +52,11 @@ class UserTowerExport(nn.Module):
     def __init__(self, model: GenreModel):
         super().__init__()
         with torch.no_grad():
-            cf, ct = model.items.tables()
-        pad = torch.zeros(1, cf.shape[1])
-        self.register_buffer("cf_table", torch.cat([pad, cf]).detach().clone())
-        self.register_buffer("ct_table", torch.cat([pad, ct]).detach().clone())
+            cf, ct = model.items.padded_tables()
+            cf = cf.clone()
+            cf[0] = 0.0  # padding row (the bias column of row 0 is never used either)
+        self.register_buffer("cf_table", cf.detach())
+        self.register_buffer("ct_table", ct.detach().clone())
         self.user, self.alpha_logit = model.user, model.alpha_logit
         self.max_history = model.cfg.max_history
 

@@ -71,8 +71,8 @@ def next_version(repository: Path) -> int:
     return max((v for m in mc.MODELS for v in versions_of(repository, m)), default=0) + 1
 
 
-def write_configs(repository: Path, serving: mc.ServingConfig, dim: int, max_history: int) -> None:
-    for name, doc in mc.config_dicts(serving, dim, max_history).items():
+def write_configs(repository: Path, serving: mc.ServingConfig, cf_dim: int, ct_dim: int, max_history: int) -> None:
+    for name, doc in mc.config_dicts(serving, cf_dim, ct_dim, max_history).items():
         folder = repository / name
         folder.mkdir(parents=True, exist_ok=True)
         text = mc.to_pbtxt(doc)
@@ -104,7 +104,8 @@ def catalog_documents(run: Run, depth: int, max_k: int) -> tuple[dict, dict, np.
         "max_history": run.config.model.max_history,
         "depth": depth,
         "max_k": max_k,
-        "dim": run.config.model.dim,
+        "cf_dim": run.config.model.cf_dim,
+        "ct_dim": run.config.model.dim,
         "dataset": run.meta.get("dataset"),
     }
     return catalog, meta, popularity
@@ -131,9 +132,8 @@ def export_run(
     if keep_versions < 1:
         raise ExportError("keep_versions must be at least 1")
     model, cfg = run.model.eval(), run.config
-    dim, max_history = cfg.model.dim, cfg.model.max_history
     depth = depth or cfg.ranker_depth
-    write_configs(repo, serving, dim, max_history)
+    write_configs(repo, serving, cfg.model.cf_dim, cfg.model.dim, cfg.model.max_history)
     result = ExportResult(repo, version)
     staging = {m: repo / m / f".{version}.staging" for m in mc.MODELS}
     try:
@@ -183,7 +183,7 @@ def _export_user_tower(run: Run, folder: Path, result: ExportResult) -> None:
 
 def _export_ranker(run: Run, folder: Path, result: ExportResult) -> None:
     module = RankerExport(run.model).eval()
-    examples = ranker_examples(4 * 2 * run.config.model.dim + 1)
+    examples = ranker_examples(4 * (run.config.model.cf_dim + run.config.model.dim) + 1)
     export_module(module, examples[1], RANKER, folder / "model.onnx")
     result.max_abs_diff[mc.RANKER] = check_against_torch(module, folder / "model.onnx", RANKER, examples)
 

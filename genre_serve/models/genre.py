@@ -21,6 +21,14 @@ class ModelConfig:
     short_len: int = 8  # items of the short-term window
     dropout: float = 0.2
     ranker_hidden: tuple[int, ...] = (128, 64)
+    item_bias: bool = True  # a learned popularity bias per item, folded into the CF space
+
+    @property
+    def cf_dim(self) -> int:
+        """Width of CF vectors: dim, plus one column carrying the item bias
+        (item side) against a constant 1 (user side), so that <u, v> + b_i is
+        still one dot product for fused_topk."""
+        return self.dim + (1 if self.item_bias else 0)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -31,9 +39,12 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class ItemTowers(nn.Module):
     """CF embeddings and the trainable projection of the frozen text vectors."""
 
-    def __init__(self, num_items: int, text_vectors: torch.Tensor, dim: int):
+    def __init__(self, num_items: int, text_vectors: torch.Tensor, dim: int, item_bias: bool = True):
         super().__init__()
         self.cf = nn.Embedding(num_items + 1, dim, padding_idx=0)
+        self.bias = nn.Embedding(num_items + 1, 1, padding_idx=0) if item_bias else None
+        if self.bias is not None:
+            nn.init.zeros_(self.bias.weight)
         nn.init.normal_(self.cf.weight, std=0.02)
         with torch.no_grad():
             self.cf.weight[0].zero_()
@@ -56,7 +67,8 @@ class ItemTowers(nn.Module):
         projecting every history position of a batch separately.
         """
         ct = self.proj(self.text[1:])
-        return self.cf.weight, torch.cat([torch.zeros_like(ct[:1]), ct])
+        cf = self.cf.weight if self.bias is None else torch.cat([self.cf.weight, self.bias.weight], 1)
+        return cf, torch.cat([torch.zeros_like(ct[:1]), ct])
 
     def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Item tables [N, dim] of both spaces, in catalog order."""
@@ -72,7 +84,7 @@ class UserEncoder(nn.Module):
         super().__init__()
         h = cfg.hidden
         self.cfg = cfg
-        self.inp = nn.Linear(2 * cfg.dim, h)
+        self.inp = nn.Linear(cfg.cf_dim + cfg.dim, h)
         self.recency = nn.Embedding(cfg.max_history, h)  # position counted from the most recent
         self.scenario = nn.Embedding(num_scenarios, h)
         self.long_key = nn.Linear(h, h)
@@ -102,7 +114,10 @@ class UserEncoder(nn.Module):
         short = (w_short.unsqueeze(-1) * xs).sum(1)
         g = torch.sigmoid(self.gate(torch.cat([long, short, s], -1)))
         u = self.drop(self.norm(g * long + (1 - g) * short + s))
-        return self.out_cf(u), self.out_ct(u)
+        u_cf = self.out_cf(u)
+        if self.cfg.item_bias:
+            u_cf = torch.cat([u_cf, torch.ones_like(u_cf[:, :1])], 1)
+        return u_cf, self.out_ct(u)
 
 
 class Ranker(nn.Module):
@@ -139,10 +154,10 @@ class GenreModel(nn.Module):
     def __init__(self, num_items: int, num_scenarios: int, text_vectors: torch.Tensor, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.items = ItemTowers(num_items, text_vectors, cfg.dim)
+        self.items = ItemTowers(num_items, text_vectors, cfg.dim, cfg.item_bias)
         self.user = UserEncoder(cfg, num_scenarios)
         self.alpha_logit = nn.Parameter(torch.zeros(num_scenarios))
-        self.ranker = Ranker(2 * cfg.dim, cfg.ranker_hidden, cfg.dropout)
+        self.ranker = Ranker(cfg.cf_dim + cfg.dim, cfg.ranker_hidden, cfg.dropout)
 
     @property
     def num_scenarios(self) -> int:

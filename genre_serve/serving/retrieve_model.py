@@ -24,7 +24,8 @@ class TritonPythonModel:
         self.item_cf = np.load(version_dir / "item_cf.npy")
         self.item_ct = np.load(version_dir / "item_ct.npy")
         self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
-        self.num_items, self.dim = self.item_cf.shape
+        self.num_items, self.cf_dim = self.item_cf.shape
+        self.ct_dim = self.item_ct.shape[1]
         meta = json.loads((version_dir / "retrieve.json").read_text())
         self.max_k = int(meta.get("max_k", 1000))
 
@@ -59,8 +60,8 @@ class TritonPythonModel:
     def _parse(self, request):
         u_cf = required_input(request, "U_CF").reshape(1, -1).astype(np.float32)
         u_ct = required_input(request, "U_CT").reshape(1, -1).astype(np.float32)
-        if u_cf.shape[1] != self.dim or u_ct.shape[1] != self.dim:
-            raise ValueError(f"U_CF and U_CT must have {self.dim} values")
+        if u_cf.shape[1] != self.cf_dim or u_ct.shape[1] != self.ct_dim:
+            raise ValueError(f"U_CF and U_CT must have {self.cf_dim} and {self.ct_dim} values")
         alpha = required_input(request, "ALPHA").reshape(-1).astype(np.float32)[:1]
         if not np.isfinite(alpha).all() or not 0.0 <= float(alpha[0]) <= 1.0:
             raise ValueError("ALPHA must be a number in [0, 1]")

@@ -1,0 +1,83 @@
+"""Each exported ONNX model passes onnx.checker and matches PyTorch on inputs
+of several shapes (dynamic axes really dynamic); versions and configs."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from genre_serve.export import model_configs as mc
+from genre_serve.export.onnx_models import (
+    ITEM_TOWER,
+    RANKER,
+    USER_TOWER,
+    ItemTowerExport,
+    RankerExport,
+    UserTowerExport,
+    check_against_torch,
+    export_module,
+    item_tower_examples,
+    ranker_examples,
+    user_tower_examples,
+)
+from genre_serve.models.genre import GenreModel, ModelConfig
+from genre_serve.models.text_encoder import TextEncoder
+
+CFG = ModelConfig(dim=8, hidden=16, max_history=10, short_len=3, ranker_hidden=(8,))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GenreModel(30, 3, torch.randn(30, 384), CFG).eval()
+
+
+def test_user_tower_onnx_matches_pytorch_on_several_shapes(model, tmp_path):
+    module = UserTowerExport(model)
+    examples = user_tower_examples(30, 3, CFG.max_history)
+    export_module(module, examples[1], USER_TOWER, tmp_path / "u.onnx")
+    assert check_against_torch(module, tmp_path / "u.onnx", USER_TOWER, examples) < 1e-4
+    # Another batch size and history length than the export example.
+    sess = ort.InferenceSession(str(tmp_path / "u.onnx"))
+    out = sess.run(None, {"HISTORY": np.zeros((7, 23), np.int64), "LENGTHS": np.ones((7, 1), np.int64),
+                          "SCENARIO": np.zeros((7, 1), np.int64)})
+    assert out[0].shape == (7, CFG.cf_dim) and out[1].shape == (7, CFG.dim) and out[2].shape == (7, 1)
+
+
+def test_user_tower_equals_the_model_encoder(model):
+    from genre_serve.models.genre import right_align
+
+    tower = UserTowerExport(model)
+    with torch.no_grad():
+        got = tower(torch.tensor([[9, 9, 3, 4, 5]]), torch.tensor([[3]]), torch.tensor([[1]]))
+        want = model.encode_users(right_align([[3, 4, 5]], 5), torch.tensor([1]))
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+
+
+def test_ranker_onnx_matches_pytorch(model, tmp_path):
+    module = RankerExport(model)
+    examples = ranker_examples(4 * (CFG.cf_dim + CFG.dim) + 1)
+    export_module(module, examples[1], RANKER, tmp_path / "r.onnx")
+    assert check_against_torch(module, tmp_path / "r.onnx", RANKER, examples) < 1e-4
+
+
+def test_item_tower_onnx_matches_pytorch_with_any_token_count(model, tmp_path):
+    module = ItemTowerExport(TextEncoder(), model)
+    examples = item_tower_examples(30000)
+    export_module(module, examples[1], ITEM_TOWER, tmp_path / "i.onnx")
+    assert check_against_torch(module, tmp_path / "i.onnx", ITEM_TOWER, examples) < 1e-4
+
+
+def test_config_pbtxt_is_valid_protobuf_with_dynamic_batching():
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    docs = mc.config_dicts(mc.ServingConfig(max_batch_size=32, instances=2, max_queue_size=100), 9, 8, 10)
+    for name, doc in docs.items():
+        msg = text_format.Parse(mc.to_pbtxt(doc), model_config_pb2.ModelConfig())
+        assert msg.name == name
+        if name != mc.RECOMMEND:
+            assert msg.max_batch_size == 32 and msg.dynamic_batching.default_queue_policy.max_queue_size == 100
+            assert msg.instance_group[0].count == 2
+    assert docs[mc.RANKER]["input"][0]["dims"] == [-1, 4 * 17 + 1]
