@@ -85,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout-s", type=float, default=10.0)
     r.add_argument("--json", action="store_true", help="machine-readable output")
 
+    lt = commands.add_parser("loadtest", help="closed-loop concurrency sweep against a running server")
+    lt.add_argument("--url", default="127.0.0.1:8000")
+    lt.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    lt.add_argument("--concurrency", default="1,4,16,64", help="levels, comma separated (default: %(default)s)")
+    lt.add_argument("--duration-s", type=float, default=30.0, help="seconds per level (at most 600)")
+    src = lt.add_mutually_exclusive_group(required=True)
+    src.add_argument("--histories", type=Path, help="one history per line, item ids comma separated")
+    src.add_argument("--from-run", type=Path, help="the test-split histories of a training run")
+    lt.add_argument("--k", type=int, default=10)
+    lt.add_argument("--timeout-s", type=float, default=10.0)
+    lt.add_argument("--metrics-url", help="the server's Prometheus endpoint (default: port 8002 of --url's host)")
+    lt.add_argument("--json", type=Path, help="write the results here")
+    lt.add_argument("--plot", type=Path, help="write a PNG of latency and throughput against concurrency")
+    lt.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+
     a = commands.add_parser("add-items", help="embed new items' texts and add them as a new version")
     a.add_argument("target", type=Path, help="a model repository, or a run directory with model_repository/")
     a.add_argument("--items", type=Path, required=True, help="CSV/Parquet: item_id,title[,text,tags]")
@@ -274,7 +289,33 @@ def cmd_quickstart(args) -> int:
     return EXIT_OK
 
 
+def cmd_loadtest(args) -> int:
+    from genre_serve.loadtest import sweep
+
+    try:
+        levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise UsageError(f"--concurrency: integers separated by commas, got {args.concurrency!r}") from None
+    histories = sweep.load_histories(args.histories) if args.histories else sweep.histories_from_run(args.from_run)
+    metrics = args.metrics_url or f"http://{args.url.rsplit(':', 1)[0]}:8002/metrics"
+    print(f"load test of {args.url} ({args.protocol}): {len(histories)} histories, k={args.k}, "
+          f"{args.duration_s:.0f} s per level")
+    print(sweep.HEADER)
+    results = sweep.run_sweep(args.url, histories, levels, args.duration_s, args.protocol, args.k,
+                              args.timeout_s, metrics, args.allow_remote)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = sweep.to_json(results, url=args.url, protocol=args.protocol, k=args.k, duration_s=args.duration_s)
+        args.json.write_text(json.dumps(doc, indent=2))
+        print(f"wrote {args.json}")
+    if args.plot:
+        sweep.plot(results, args.plot, f"genre_recommend ({args.protocol}), closed loop")
+        print(f"wrote {args.plot}")
+    return EXIT_OK if all(not r.errors for r in results) else EXIT_FAILURE
+
+
 COMMANDS = {
+    "loadtest": cmd_loadtest,
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "quickstart": cmd_quickstart,
