@@ -122,10 +122,14 @@ class _SASRecNet(nn.Module):
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         L = seq.shape[1]
-        x = self.item(seq) * self.item.embedding_dim**0.5 + self.pos(torch.arange(L))
+        keep = (seq > 0).unsqueeze(-1).float()
+        # As in the reference implementation: padding positions are zeroed
+        # instead of key-masked (a left-padded causal row would see only
+        # masked keys, and its NaNs would leak through the value products).
+        x = (self.item(seq) * self.item.embedding_dim**0.5 + self.pos(torch.arange(L))) * keep
         causal = torch.triu(torch.ones(L, L, dtype=torch.bool), 1)
-        h = self.encoder(self.drop(x), mask=causal, src_key_padding_mask=seq == 0)
-        return self.norm(h)
+        h = self.encoder(self.drop(x), mask=causal)
+        return self.norm(h) * keep
 
 
 class SASRec:

@@ -38,14 +38,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    # Multi-threaded scatter-adds (embedding gradients) are otherwise
+    # order-dependent: same seed, different last bits, diverging weights.
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def training_positions(split: Split, per_user: int, first: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def training_positions(split: Split, per_user: int, skip_last: int = 0, first: int = 1):
     """(user, position) pairs: predict train_items[u][t] from the items before it;
-    the `per_user` most recent positions of each user."""
+    the `per_user` most recent positions of each user, the last `skip_last` left out."""
     users, positions = [], []
     for u, items in enumerate(split.train_items):
-        t = np.arange(max(first, len(items) - per_user), len(items))
+        end = max(first, len(items) - skip_last)
+        t = np.arange(max(first, end - per_user), end)
         users.append(np.full(t.size, u))
         positions.append(t)
     return np.concatenate(users), np.concatenate(positions)
@@ -98,6 +102,11 @@ def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfi
         cols = np.concatenate(hist_lists) if len(rows) else np.zeros(0, np.int64)
         hit[torch.as_tensor(rows), torch.as_tensor(cols, dtype=torch.long)] = True
         labels = target
+        if cfg.item_dropout > 0:
+            # Some items score as if they had no interactions (zero CF vector
+            # and bias), so the model learns to rank such items by content.
+            dropped = torch.from_numpy(rng.random(num_items) < cfg.item_dropout)
+            s_cf = s_cf.masked_fill(dropped, 0.0)
     a = alpha.unsqueeze(1)
     fused = a * s_cf + (1 - a) * s_ct
     losses = [F.cross_entropy(s.masked_fill(hit, -1e9), labels) for s in (fused, s_cf, s_ct)]
@@ -108,7 +117,9 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     rng = np.random.default_rng(cfg.seed)
     params = [p for n, p in model.named_parameters() if not n.startswith("ranker.")]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    users, positions = training_positions(split, cfg.max_positions_per_user)
+    # The last positions of each user train the ranker: retrieval never sees
+    # them as targets, so the ranker learns from retrieval scores of unseen items.
+    users, positions = training_positions(split, cfg.max_positions_per_user, cfg.ranker_positions_per_user)
     best, best_state, history, stale = -1.0, None, [], 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -200,6 +211,16 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
     return history
 
 
+@torch.no_grad()
+def zero_cf_of_unseen_items(model: GenreModel, split: Split) -> None:
+    """Items without training interactions have no CF signal: zero CF vector
+    and bias (what add-items gives new items too), scored by content alone."""
+    unseen = torch.from_numpy(np.flatnonzero(split.train_counts() == 0) + 1)
+    model.items.cf.weight[unseen] = 0.0
+    if model.items.bias is not None:
+        model.items.bias.weight[unseen] = 0.0
+
+
 def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> Path:
     """Splits, embeds item texts, trains retrieval and ranker, saves RUN_DIR."""
     t0 = time.time()
@@ -210,6 +231,7 @@ def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: boo
     t_text = time.time() - t0
     model = GenreModel(dataset.num_items, len(dataset.scenarios), torch.from_numpy(text), cfg.model)
     retrieval_history = train_retrieval(model, split, cfg, progress)
+    zero_cf_of_unseen_items(model, split)
     ranker_history = train_ranker(model, split, cfg, progress) if cfg.ranker_epochs > 0 else []
     meta = {
         "dataset": dataset.name,

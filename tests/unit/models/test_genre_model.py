@@ -19,7 +19,7 @@ def test_user_encoder_gives_one_vector_per_space_and_user():
     hist = right_align([[1, 2, 3], [], list(range(30))], CFG.max_history)
     assert hist.shape == (3, CFG.max_history) and hist[1].sum() == 0
     u_cf, u_ct = m.encode_users(hist, torch.tensor([0, 1, 2]))
-    assert u_cf.shape == (3, 16) and u_ct.shape == (3, 16)
+    assert u_cf.shape == (3, CFG.cf_dim) and u_ct.shape == (3, 16)
     assert torch.isfinite(u_cf).all() and torch.isfinite(u_ct).all()  # empty history too
 
 
@@ -46,7 +46,7 @@ def test_scenario_conditions_the_user_vector_and_alpha():
 
 def test_item_tables_cover_the_catalog():
     item_cf, item_ct = model().items.tables()
-    assert item_cf.shape == (40, 16) and item_ct.shape == (40, 16)
+    assert item_cf.shape == (40, CFG.cf_dim) and item_ct.shape == (40, 16)
 
 
 def test_torch_cross_features_equal_the_kernel():
@@ -62,7 +62,16 @@ def test_torch_cross_features_equal_the_kernel():
     np.testing.assert_allclose(torch_version.numpy(), kernel, rtol=1e-6, atol=1e-6)
 
 
+def test_item_bias_is_one_more_cf_column_against_a_constant_one():
+    m = model()
+    with torch.no_grad():
+        m.items.bias.weight[5] = 3.0
+    item_cf, _ = m.items.tables()
+    u_cf, _ = m.encode_users(right_align([[1, 2]], CFG.max_history), torch.tensor([0]))
+    assert u_cf[0, -1] == 1.0 and item_cf[4, -1] == 3.0  # item index 4 is shifted row 5
+
+
 def test_untrained_ranker_keeps_the_retrieval_order():
     m = model()
-    feats = torch.randn(2, 6, 4 * 32 + 1)
+    feats = torch.randn(2, 6, 4 * (CFG.cf_dim + CFG.dim) + 1)
     np.testing.assert_allclose(m.ranker(feats).detach().numpy(), feats[..., -1].numpy(), rtol=1e-6)
