@@ -140,18 +140,20 @@ class SASRec:
     name = "SASRec"
 
     def __init__(self, dim: int = 64, max_len: int = 50, blocks: int = 2, heads: int = 1,
-                 dropout: float = 0.2, epochs: int = 200, batch_size: int = 128, lr: float = 1e-3,
+                 dropout: float = 0.2, epochs: int = 200, batch_size: int = 32, lr: float = 1e-3,
                  patience: int = 5, eval_every: int = 5, seed: int = 0, progress: bool = False):
         self.dim, self.max_len, self.blocks, self.heads, self.dropout = dim, max_len, blocks, heads, dropout
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.patience, self.eval_every, self.seed, self.progress = patience, eval_every, seed, progress
 
-    def _pad(self, seqs) -> torch.Tensor:
-        out = torch.zeros(len(seqs), self.max_len, dtype=torch.long)
+    def _pad(self, seqs, length: int | None = None) -> torch.Tensor:
+        """Shifted ids, right-aligned in `length` (default max_len) positions."""
+        length = length or self.max_len
+        out = torch.zeros(len(seqs), length, dtype=torch.long)
         for i, s in enumerate(seqs):
-            s = np.asarray(s)[-self.max_len :]
+            s = np.asarray(s)[-length:]
             if s.size:
-                out[i, self.max_len - s.size :] = torch.as_tensor(s + 1)
+                out[i, length - s.size :] = torch.as_tensor(s + 1)
         return out
 
     def fit(self, split: Split) -> "SASRec":
@@ -161,7 +163,9 @@ class SASRec:
         self.net = _SASRecNet(n, self.dim, self.max_len, self.blocks, self.heads, self.dropout)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.9, 0.98))
         train_users = [u for u, t in enumerate(split.train_items) if len(t) >= 2]
-        seqs = self._pad([split.train_items[u] for u in train_users])
+        # max_len + 1: inputs and targets are then max_len long, so the last
+        # input sits at the same (absolute) position as at scoring time.
+        seqs = self._pad([split.train_items[u] for u in train_users], self.max_len + 1)
         _, v_hist, v_scen, v_targets, _ = split.stage("valid")
         v_users = np.flatnonzero(split.valid_item >= 0)
         best, best_state, stale = -1.0, None, 0
