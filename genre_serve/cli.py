@@ -172,6 +172,15 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def _roll_out(url: str | None, version: int) -> None:
+    """Loads the repository's newest version into the server at `url`, if given."""
+    if url:
+        from genre_serve.serving.rollout import load_latest
+
+        load_latest(url)
+        print(f"server at {url} now serves version {version}")
+
+
 def cmd_export(args) -> int:
     from genre_serve.export.model_configs import ServingConfig
     from genre_serve.export.repository import export_run
@@ -186,11 +195,7 @@ def cmd_export(args) -> int:
     print(f"exported version {result.version} to {result.repository} (onnxruntime vs PyTorch max |diff|: {diffs})")
     if result.removed_versions:
         print(f"removed old versions {result.removed_versions}")
-    if args.url:
-        from genre_serve.serving.rollout import load_latest
-
-        load_latest(args.url)
-        print(f"server at {args.url} now serves version {result.version}")
+    _roll_out(args.url, result.version)
     return EXIT_OK
 
 
@@ -199,11 +204,7 @@ def cmd_add_items(args) -> int:
 
     repo, version, count = add_items(args.target, args.items, args.keep_versions)
     print(f"added {count} item(s) as version {version} of {repo}")
-    if args.url:
-        from genre_serve.serving.rollout import load_latest
-
-        load_latest(args.url)
-        print(f"server at {args.url} now serves version {version}")
+    _roll_out(args.url, version)
     return EXIT_OK
 
 

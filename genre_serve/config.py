@@ -23,19 +23,19 @@ class ConfigError(GenreServeError, ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    epochs: int = 25
+    epochs: int = 15
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.0
     aux_weight: float = 0.5  # weight of the CF-only and content-only losses
-    patience: int = 3  # epochs without a better validation NDCG@10 before stopping
+    patience: int = 4  # epochs without a better validation NDCG@10 before stopping
     num_negatives: int = 0  # 0: softmax over the whole catalog; > 0: sampled softmax
-    max_positions_per_user: int = 200  # training targets drawn per user per epoch (most recent)
-    target_window: int = 1  # > 1: the target is drawn from the next `target_window` items
-    ranker_epochs: int = 4
+    max_positions_per_user: int = 100  # training targets drawn per user per epoch (most recent)
+    target_window: int = 20  # > 1: the target is drawn from the next `target_window` items
+    ranker_epochs: int = 3
     ranker_depth: int = 100  # retrieved candidates the ranker re-ranks
     ranker_positions_per_user: int = 5  # the last positions of each user: held out of retrieval training
-    item_dropout: float = 0.05  # share of items trained as if they had no CF signal (cold-start)
+    item_dropout: float = 0.0  # share of items trained as if they had no CF signal (cold-start)
     cold_item_fraction: float = 0.02  # items held out entirely, for the cold-start evaluation
     text_encoder: str | None = None  # local checkpoint dir; None: all-MiniLM-L6-v2
     max_text_length: int = 64

@@ -69,23 +69,27 @@ def pick_cold_items(ds: Dataset, fraction: float, seed: int) -> np.ndarray:
     return np.sort(rng.choice(used, size=count, replace=False))
 
 
+def _empty_split(num_users: int, num_items: int, cold: np.ndarray) -> Split:
+    """A split with no targets yet (-1) and empty per-user lists to fill."""
+    return Split(
+        num_items=num_items,
+        train_items=[],
+        train_scenarios=[],
+        valid_item=np.full(num_users, -1, np.int64),
+        valid_scenario=np.zeros(num_users, np.int64),
+        test_item=np.full(num_users, -1, np.int64),
+        test_scenario=np.zeros(num_users, np.int64),
+        cold_items=cold,
+        cold_targets=[],
+    )
+
+
 def leave_last_out(ds: Dataset, cold_item_fraction: float = 0.0, seed: int = 0) -> Split:
     cold = pick_cold_items(ds, cold_item_fraction, seed)
     is_cold = np.zeros(ds.num_items, bool)
     is_cold[cold] = True
     items_per_user, scen_per_user, _ = ds.sequences()
-    n = len(items_per_user)
-    split = Split(
-        num_items=ds.num_items,
-        train_items=[],
-        train_scenarios=[],
-        valid_item=np.full(n, -1, np.int64),
-        valid_scenario=np.zeros(n, np.int64),
-        test_item=np.full(n, -1, np.int64),
-        test_scenario=np.zeros(n, np.int64),
-        cold_items=cold,
-        cold_targets=[],
-    )
+    split = _empty_split(len(items_per_user), ds.num_items, cold)
     for u, (items, scens) in enumerate(zip(items_per_user, scen_per_user)):
         warm = ~is_cold[items]
         split.cold_targets.append(items[~warm])
@@ -109,18 +113,8 @@ def time_split(ds: Dataset, test_fraction: float = 0.1) -> Split:
         raise ValueError(f"test_fraction: must be in (0, 1), got {test_fraction}")
     cutoff = np.quantile(ds.interactions["timestamp"].to_numpy(), 1 - test_fraction)
     items_per_user, scen_per_user, ts_per_user = ds.sequences()
-    n = len(items_per_user)
-    split = Split(
-        num_items=ds.num_items,
-        train_items=[],
-        train_scenarios=[],
-        valid_item=np.full(n, -1, np.int64),
-        valid_scenario=np.zeros(n, np.int64),
-        test_item=np.full(n, -1, np.int64),
-        test_scenario=np.zeros(n, np.int64),
-        cold_items=np.zeros(0, np.int64),
-        cold_targets=[np.zeros(0, np.int64) for _ in range(n)],
-    )
+    split = _empty_split(len(items_per_user), ds.num_items, np.zeros(0, np.int64))
+    split.cold_targets = [np.zeros(0, np.int64) for _ in items_per_user]
     for u, (items, scens, ts) in enumerate(zip(items_per_user, scen_per_user, ts_per_user)):
         before = ts < cutoff
         past, past_s = items[before], scens[before]

@@ -1,0 +1,47 @@
+"""Error classification and retry policy of the client (no server needed)."""
+
+import socket
+
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from genre_serve.client import ClientTimeoutError, GenreClient, InvalidRequestError, ModelUnavailableError
+from genre_serve.client.client import classify
+from genre_serve.errors import GenreServeError
+from genre_serve.serving.launcher import free_port
+
+
+@pytest.mark.parametrize(
+    "exc, kind",
+    [
+        (InferenceServerException("K: must be positive", status="400"), InvalidRequestError),
+        (InferenceServerException("bad", status="StatusCode.INVALID_ARGUMENT"), InvalidRequestError),
+        (InferenceServerException("x", status="StatusCode.UNAVAILABLE"), ModelUnavailableError),
+        (InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED"), ClientTimeoutError),
+        (ConnectionRefusedError(111, "Connection refused"), ModelUnavailableError),
+        (socket.timeout("timed out"), ClientTimeoutError),
+    ],
+)
+def test_tritonclient_errors_map_to_typed_errors(exc, kind):
+    err = classify(exc)
+    assert isinstance(err, kind) and isinstance(err, GenreServeError)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_server_that_is_down_is_retried_then_reported_as_unavailable(protocol):
+    url = f"127.0.0.1:{free_port()}"
+    with GenreClient(url, protocol, timeout_s=2, retries=2, backoff_s=0.01) as client:
+        assert not client.is_ready()
+        with pytest.raises(ModelUnavailableError) as info:
+            client.recommend(["1"], 3)
+    assert info.value.__cause__ is not None  # wraps tritonclient's exception
+
+
+def test_client_rejects_bad_arguments_before_sending():
+    with pytest.raises(ValueError, match="protocol"):
+        GenreClient(protocol="ftp")
+    with GenreClient(f"127.0.0.1:{free_port()}") as client:
+        with pytest.raises(TypeError, match="history"):
+            client.recommend("1,2,3", 3)
+        with pytest.raises(TypeError, match="k"):
+            client.recommend(["1"], 2.5)
