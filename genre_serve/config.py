@@ -34,7 +34,8 @@ class TrainConfig:
     target_window: int = 20  # > 1: the target is drawn from the next `target_window` items
     ranker_epochs: int = 3
     ranker_depth: int = 100  # retrieved candidates the ranker re-ranks
-    ranker_positions_per_user: int = 5  # the last positions of each user: held out of retrieval training
+    ranker_positions_per_user: int = 5  # the last training positions of each user train the ranker
+    ranker_holdout: bool = False  # hold those positions out of retrieval training
     item_dropout: float = 0.0  # share of items trained as if they had no CF signal (cold-start)
     cold_item_fraction: float = 0.02  # items held out entirely, for the cold-start evaluation
     text_encoder: str | None = None  # local checkpoint dir; None: all-MiniLM-L6-v2
