@@ -42,3 +42,20 @@ def test_cli_serve_refuses_a_taken_port_and_a_missing_repository(repository, ser
     assert "already in use" in capsys.readouterr().err
     assert main(["serve", "--model-repository", str(tmp_path / "nothing")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_export_and_add_items_write_new_versions(trained_run, tmp_path, capsys):
+    import pandas as pd
+
+    repo = tmp_path / "repo"
+    assert main(["export", str(trained_run), "--model-repository", str(repo), "--keep-versions", "2"]) == 0
+    assert main(["export", str(trained_run), "--model-repository", str(repo), "--keep-versions", "2"]) == 0
+    assert "exported version 2" in capsys.readouterr().out
+    pd.DataFrame({"item_id": ["x1"], "title": ["A castle quest"]}).to_csv(tmp_path / "new.csv", index=False)
+    assert main(["add-items", str(repo), "--items", str(tmp_path / "new.csv"), "--keep-versions", "2"]) == 0
+    assert "added 1 item(s) as version 3" in capsys.readouterr().out
+    assert sorted(p.name for p in (repo / "genre_recommend").iterdir() if p.name.isdigit()) == ["2", "3"]
+    # The same ids again: refused, one line, nothing written.
+    assert main(["add-items", str(repo), "--items", str(tmp_path / "new.csv")]) == 2
+    assert "already in the catalog" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "no-run"), "--model-repository", str(repo)]) == 2

@@ -2,6 +2,8 @@
 
 import threading
 
+import numpy as np
+
 import pytest
 
 from genre_serve.client import ClientTimeoutError, GenreClient
@@ -41,3 +43,36 @@ def test_metadata_and_versions(server):
         client.wait_until_ready(5)
         vecs = client.embed_items(["a space opera", "a murder mystery"])
         assert vecs.shape[0] == 2
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_async_client_gives_the_sync_answers(server, protocol):
+    import asyncio
+
+    from genre_serve.client import AsyncGenreClient
+
+    url = server.http_url if protocol == "http" else server.grpc_url
+    histories = [["i1", "i2"], ["i3"], []]
+    with GenreClient(url, protocol) as client:
+        want = [client.recommend(h, 4) for h in histories]
+
+    async def run():
+        async with AsyncGenreClient(url, protocol) as client:
+            assert await client.is_ready()
+            return await client.recommend_many(histories, 4)
+
+    assert asyncio.run(run()) == want
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_client_side_scoring_equals_the_server(server, repository, protocol):
+    from genre_serve.client import LocalScorer
+
+    url = server.http_url if protocol == "http" else server.grpc_url
+    with GenreClient(url, protocol) as client:
+        local = LocalScorer(client, repository)
+        for history, k, scenario in ((["i1", "i2", "i3"], 5, None), (["i7"], 8, "home"), ([], 3, None)):
+            ids, scores = local.recommend(history, k, scenario)
+            served = client.recommend(history, k, scenario)
+            assert ids == [r.item_id for r in served]
+            np.testing.assert_allclose(scores, [r.score for r in served], rtol=1e-5, atol=1e-5)

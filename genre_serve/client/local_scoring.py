@@ -1,0 +1,82 @@
+"""Client-side scoring: the user tower and the ranker stay on the server; the
+fused top-K and the cross features run here, with the genre_serve extension,
+against the item tables of an exported version directory.
+
+For a catalog the client holds anyway (edge caches, batch jobs), this moves
+the whole-catalog pass off the server. The answers equal genre_recommend's:
+the same request logic (serving.recommend_logic) and the same kernels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from genre_serve.client.client import GenreClient
+from genre_serve.export import model_configs as mc
+from genre_serve.export.repository import versions_of
+from genre_serve.kernels import cross_features, fused_topk
+from genre_serve.serving.recommend_logic import (
+    Catalog,
+    cold_answer,
+    final_order,
+    parse_request,
+    retrieval_depth,
+    tower_inputs,
+)
+
+
+class LocalScorer:
+    def __init__(self, client: GenreClient, repository: str | Path, version: int | None = None):
+        repo = Path(repository)
+        self.version = version or max(versions_of(repo, mc.RECOMMEND), default=0)
+        if not self.version:
+            raise FileNotFoundError(f"{repo}: no exported version of {mc.RECOMMEND}")
+        self.client = client
+        self.catalog = Catalog.load(repo / mc.RECOMMEND / str(self.version))
+        tables = repo / mc.RETRIEVE / str(self.version)
+        self.item_cf = np.load(tables / "item_cf.npy")
+        self.item_ct = np.load(tables / "item_ct.npy")
+        self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
+
+    def _infer(self, model: str, arrays: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        module = self.client._module
+        inputs = []
+        for name, value in arrays.items():
+            dtype = {np.dtype(np.int64): "INT64", np.dtype(np.float32): "FP32"}[value.dtype]
+            tensor = module.InferInput(name, list(value.shape), dtype)
+            tensor.set_data_from_numpy(value)
+            inputs.append(tensor)
+        requested = [module.InferRequestedOutput(n) for n in outputs]
+        kwargs = {"client_timeout": self.client.timeout_s} if self.client.protocol == "grpc" else {}
+        result = self.client._with_retries(
+            lambda: self.client._client.infer(model, inputs, outputs=requested, model_version=str(self.version),
+                                              **kwargs)
+        )
+        return [result.as_numpy(n) for n in outputs]
+
+    def recommend(self, history, k: int = 10, scenario: str | None = None, alpha: float | None = None):
+        """(item ids, scores), equal to GenreClient.recommend for the same version."""
+        req = parse_request(
+            self.catalog,
+            np.array([str(h).encode() for h in history], dtype=object),
+            np.array([k], np.int32),
+            None if scenario is None else np.array([scenario.encode()], dtype=object),
+            None if alpha is None else np.array([alpha], np.float32),
+        )
+        if req.known.size == 0:
+            return cold_answer(self.catalog, req.k)
+        hist, lengths, scen = tower_inputs(self.catalog, req)
+        u_cf, u_ct, a = self._infer(mc.USER_TOWER, {"HISTORY": hist, "LENGTHS": lengths, "SCENARIO": scen},
+                                    ["U_CF", "U_CT", "ALPHA"])
+        a = np.array([req.alpha], np.float32) if req.alpha is not None else a.reshape(-1).astype(np.float32)
+        idx, scores = fused_topk(u_cf, self.item_cf, retrieval_depth(self.catalog, req), user_ct=u_ct,
+                                 item_ct=self.item_ct, alpha=a, exclude=[np.unique(req.known)])
+        n = int((idx[0] >= 0).sum())
+        if n == 0:
+            return [], np.zeros(0, np.float32)
+        idx, scores = idx[:, :n], scores[:, :n]
+        feats = cross_features(np.concatenate([u_cf, u_ct], 1), self.items_cat, idx, scores=scores)
+        (logits,) = self._infer(mc.RANKER, {"FEATURES": feats}, ["LOGITS"])
+        return final_order(self.catalog, idx[0], logits[0], req.k)
