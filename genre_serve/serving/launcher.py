@@ -178,6 +178,10 @@ class TritonServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Not the caller's folder: the python-backend stubs would import a
+            # source checkout found there (without its compiled _C) instead of
+            # the installed package.
+            cwd=self._workdir.name,
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop the server
         )
         threading.Thread(target=self._pump_logs, daemon=True).start()
@@ -194,6 +198,11 @@ class TritonServer:
     def logs(self) -> str:
         return "\n".join(self._log)
 
+    def _failure_summary(self) -> str:
+        """Triton's error lines (E<date> ...) first, then the last lines of the log."""
+        errors = [line for line in self._log if line[:1] == "E" and line[1:5].isdigit()]
+        return "\n".join(errors[-10:] + ["..."] + list(self._log)[-15:])
+
     def is_ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
@@ -207,13 +216,12 @@ class TritonServer:
             if self._proc is not None and self._proc.poll() is not None:
                 time.sleep(0.2)  # let the log pump drain
                 raise ServerError(
-                    f"tritonserver exited with code {self._proc.returncode} while starting:\n"
-                    + "\n".join(list(self._log)[-30:])
+                    f"tritonserver exited with code {self._proc.returncode} while starting:\n" + self._failure_summary()
                 )
             if self.is_ready():
                 return
             time.sleep(0.25)
-        tail = "\n".join(list(self._log)[-30:])
+        tail = self._failure_summary()
         self.stop()
         raise ServerError(f"tritonserver was not ready within {timeout_s:.0f} s:\n{tail}")
 
