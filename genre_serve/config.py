@@ -26,6 +26,7 @@ class TrainConfig:
     epochs: int = 15
     batch_size: int = 256
     lr: float = 2e-3
+    lr_schedule: str = "constant"  # "constant" or "cosine" (decays to 10% of lr over the epochs)
     weight_decay: float = 0.0
     aux_weight: float = 0.5  # weight of the CF-only and content-only losses
     patience: int = 4  # epochs without a better validation NDCG@10 before stopping

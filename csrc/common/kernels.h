@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 namespace genre {
 
@@ -28,6 +29,15 @@ struct FusedTopKArgs {
 };
 
 void fused_topk_cpu(const FusedTopKArgs& args);
+
+// The answer before any item is found: index -1, score -inf everywhere
+// (the tail of every row where fewer than k items are eligible).
+inline void fill_no_result(const FusedTopKArgs& args) {
+  for (int64_t i = 0; i < args.batch * args.k; ++i) {
+    args.out_indices[i] = -1;
+    args.out_scores[i] = -std::numeric_limits<float>::infinity();
+  }
+}
 
 struct CrossFeaturesArgs {
   const float* user = nullptr;        // [B, D]

@@ -203,10 +203,7 @@ inline void offer_row(const float* s, int64_t nb, int64_t n0, TopKBuffer& top,
 void fused_topk_cpu(const FusedTopKArgs& a) {
   const int64_t B = a.batch, N = a.num_items, k = a.k;
   const int64_t k_eff = std::min(k, N);
-  for (int64_t i = 0; i < B * k; ++i) {
-    a.out_indices[i] = -1;
-    a.out_scores[i] = -std::numeric_limits<float>::infinity();
-  }
+  fill_no_result(a);
   if (B == 0 || k_eff == 0) return;
 
   // Spaces actually read, and the user rows with their weights folded in.

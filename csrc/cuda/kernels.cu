@@ -211,10 +211,7 @@ int cuda_device_count() {
 void fused_topk_cuda(const FusedTopKArgs& a) {
   const int64_t B = a.batch, N = a.num_items, k = a.k;
   const int64_t k_eff = std::min(k, N);
-  for (int64_t i = 0; i < B * k; ++i) {
-    a.out_indices[i] = -1;
-    a.out_scores[i] = -std::numeric_limits<float>::infinity();
-  }
+  fill_no_result(a);
   if (B == 0 || k_eff == 0) return;
   if (k_eff > kMaxK) throw std::invalid_argument("k: at most " + std::to_string(kMaxK) + " on CUDA");
   if (N > std::numeric_limits<int>::max() || B > 65535) {

@@ -117,12 +117,17 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     rng = np.random.default_rng(cfg.seed)
     params = [p for n, p in model.named_parameters() if not n.startswith("ranker.")]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule: 'constant' or 'cosine', got {cfg.lr_schedule!r}")
     # With ranker_holdout, the positions that train the ranker are never
     # retrieval targets, so the ranker sees retrieval scores of unseen items
     # (measured on ml-latest-small: worse test NDCG, so off by default).
     skip = cfg.ranker_positions_per_user if cfg.ranker_holdout else 0
     users, positions = training_positions(split, cfg.max_positions_per_user, skip)
     best, best_state, history, stale = -1.0, None, [], 0
+    steps_per_epoch = -(-users.size // cfg.batch_size)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps_per_epoch, cfg.lr * 0.1)
+                if cfg.lr_schedule == "cosine" else None)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         order = rng.permutation(users.size)
@@ -138,6 +143,8 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if schedule is not None:
+                schedule.step()
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.3f}")
         ndcg = validation_ndcg(model, split)
