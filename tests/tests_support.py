@@ -98,3 +98,27 @@ def assert_same_topk(problem: dict, exact: bool, got, want) -> None:
         row = gi[b][gi[b] >= 0].tolist()
         assert len(set(row)) == len(row), "an item returned twice"
         assert not banned & set(row), "an excluded item returned"
+
+
+# A model small enough to train in seconds (tests that need a trained run).
+SMALL_TRAIN_CONFIG = {
+    "epochs": 3,
+    "ranker_epochs": 1,
+    "batch_size": 128,
+    "patience": 10,
+    "model": {"dim": 16, "hidden": 32, "max_history": 20, "ranker_hidden": [16]},
+}
+
+
+def train_synthetic(out, num_users: int, num_items: int, seed: int, **overrides):
+    """Trains SMALL_TRAIN_CONFIG (plus overrides) on synthetic data into `out`;
+    returns the dataset."""
+    from genre_serve.config import TrainConfig
+    from genre_serve.data import build_dataset
+    from genre_serve.data import synthetic
+    from genre_serve.train.trainer import train
+
+    raw, items = synthetic.generate(num_users=num_users, num_items=num_items, seed=seed)
+    ds = build_dataset(raw, items, name="synthetic")
+    train(ds, TrainConfig.from_dict(SMALL_TRAIN_CONFIG | overrides), out, progress=False)
+    return ds

@@ -4,27 +4,15 @@ once per session, stopped at the end."""
 
 import pytest
 
-from genre_serve.config import TrainConfig
-from genre_serve.data import build_dataset
-from genre_serve.data import synthetic
 from genre_serve.export.repository import export_run
 from genre_serve.serving.launcher import TritonServer
-from genre_serve.train.trainer import train
-
-SMALL = {
-    "epochs": 3,
-    "ranker_epochs": 1,
-    "batch_size": 128,
-    "model": {"dim": 16, "hidden": 32, "max_history": 20, "ranker_hidden": [16]},
-}
+from tests_support import train_synthetic
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    raw, items = synthetic.generate(num_users=120, num_items=150, seed=7)
-    ds = build_dataset(raw, items, name="synthetic")
     out = tmp_path_factory.mktemp("run")
-    train(ds, TrainConfig.from_dict(SMALL), out, progress=False)
+    train_synthetic(out, num_users=120, num_items=150, seed=7)
     return out
 
 

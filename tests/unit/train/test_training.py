@@ -14,22 +14,15 @@ from genre_serve.evaluation.metrics import ndcg_at
 from genre_serve.models.genre import GenreModel
 from genre_serve.train.run_dir import load_run
 from genre_serve.train.trainer import train
+from tests_support import SMALL_TRAIN_CONFIG, train_synthetic
 
-SMALL = {
-    "epochs": 4,
-    "ranker_epochs": 1,
-    "batch_size": 128,
-    "patience": 10,
-    "model": {"dim": 16, "hidden": 32, "max_history": 20, "ranker_hidden": [16]},
-}
+SMALL = SMALL_TRAIN_CONFIG | {"epochs": 4}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    raw, items = synthetic.generate(num_users=150, num_items=200, seed=1)
-    ds = build_dataset(raw, items, name="synthetic")
     out = tmp_path_factory.mktemp("run")
-    train(ds, TrainConfig.from_dict(SMALL), out, progress=False)
+    ds = train_synthetic(out, num_users=150, num_items=200, seed=1, epochs=4)
     return ds, load_run(out)
 
 
