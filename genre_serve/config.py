@@ -26,10 +26,10 @@ class TrainConfig:
     epochs: int = 15
     batch_size: int = 256
     lr: float = 2e-3
-    lr_schedule: str = "constant"  # "constant" or "cosine" (decays to 10% of lr over the epochs)
+    lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 10% of lr over the epochs)
     weight_decay: float = 0.0
     aux_weight: float = 0.5  # weight of the CF-only and content-only losses
-    patience: int = 4  # epochs without a better validation NDCG@10 before stopping
+    patience: int = 8  # epochs without a better validation NDCG@10 before stopping
     num_negatives: int = 0  # 0: softmax over the whole catalog; > 0: sampled softmax
     max_positions_per_user: int = 100  # training targets drawn per user per epoch (most recent)
     target_window: int = 20  # > 1: the target is drawn from the next `target_window` items
