@@ -16,9 +16,9 @@ import numpy as np
 from genre_serve.client.client import GenreClient
 from genre_serve.export import model_configs as mc
 from genre_serve.export.repository import versions_of
-from genre_serve.kernels import cross_features, fused_topk
 from genre_serve.serving.recommend_logic import (
     Catalog,
+    ItemTables,
     cold_answer,
     final_order,
     parse_request,
@@ -35,10 +35,8 @@ class LocalScorer:
             raise FileNotFoundError(f"{repo}: no exported version of {mc.RECOMMEND}")
         self.client = client
         self.catalog = Catalog.load(repo / mc.RECOMMEND / str(self.version))
-        tables = repo / mc.RETRIEVE / str(self.version)
-        self.item_cf = np.load(tables / "item_cf.npy")
-        self.item_ct = np.load(tables / "item_ct.npy")
-        self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
+        folder = repo / mc.RETRIEVE / str(self.version)
+        self.tables = ItemTables(np.load(folder / "item_cf.npy"), np.load(folder / "item_ct.npy"))
 
     def _infer(self, model: str, arrays: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         module = self.client._module
@@ -70,13 +68,11 @@ class LocalScorer:
         hist, lengths, scen = tower_inputs(self.catalog, req)
         u_cf, u_ct, a = self._infer(mc.USER_TOWER, {"HISTORY": hist, "LENGTHS": lengths, "SCENARIO": scen},
                                     ["U_CF", "U_CT", "ALPHA"])
-        a = np.array([req.alpha], np.float32) if req.alpha is not None else a.reshape(-1).astype(np.float32)
-        idx, scores = fused_topk(u_cf, self.item_cf, retrieval_depth(self.catalog, req), user_ct=u_ct,
-                                 item_ct=self.item_ct, alpha=a, exclude=[np.unique(req.known)])
-        n = int((idx[0] >= 0).sum())
-        if n == 0:
+        a = np.array([req.alpha], np.float32) if req.alpha is not None else a
+        candidates, feats = self.tables.candidates(
+            u_cf, u_ct, a, np.unique(req.known), retrieval_depth(self.catalog, req)
+        )
+        if candidates.size == 0:  # the history covers the whole catalog
             return [], np.zeros(0, np.float32)
-        idx, scores = idx[:, :n], scores[:, :n]
-        feats = cross_features(np.concatenate([u_cf, u_ct], 1), self.items_cat, idx, scores=scores)
         (logits,) = self._infer(mc.RANKER, {"FEATURES": feats}, ["LOGITS"])
-        return final_order(self.catalog, idx[0], logits[0], req.k)
+        return final_order(self.catalog, candidates, logits[0], req.k)

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from genre_serve.export.repository import catalog_documents
-from genre_serve.kernels import cross_features, fused_topk
 from genre_serve.models.genre import right_align
 from genre_serve.serving.recommend_logic import (
     Catalog,
+    ItemTables,
     cold_answer,
     final_order,
     parse_request,
@@ -40,9 +40,7 @@ class InProcessRecommender:
         )
         with torch.no_grad():
             self.padded = self.model.items.padded_tables()
-            self.item_cf = self.padded[0][1:].numpy().copy()
-            self.item_ct = self.padded[1][1:].numpy().copy()
-        self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
+            self.tables = ItemTables(self.padded[0][1:].numpy(), self.padded[1][1:].numpy())
 
     @torch.inference_mode()
     def recommend(self, history: list[str], k: int = 10, scenario: str | None = None,
@@ -60,14 +58,10 @@ class InProcessRecommender:
         scen = torch.tensor([req.scenario])
         u_cf, u_ct = self.model.encode_users(hist, scen, self.padded)
         a = np.array([req.alpha], np.float32) if req.alpha is not None else self.model.alpha(scen).numpy()
-        u_cf, u_ct = u_cf.numpy(), u_ct.numpy()
-        depth = retrieval_depth(self.catalog, req)
-        idx, scores = fused_topk(u_cf, self.item_cf, depth, user_ct=u_ct, item_ct=self.item_ct, alpha=a,
-                                 exclude=[np.unique(req.known)])
-        n = int((idx[0] >= 0).sum())
-        if n == 0:
+        candidates, feats = self.tables.candidates(
+            u_cf.numpy(), u_ct.numpy(), a, np.unique(req.known), retrieval_depth(self.catalog, req)
+        )
+        if candidates.size == 0:  # the history covers the whole catalog
             return [], np.zeros(0, np.float32)
-        idx, scores = idx[:, :n], scores[:, :n]
-        feats = cross_features(np.concatenate([u_cf, u_ct], 1), self.items_cat, idx, scores=scores)
         logits = self.model.ranker(torch.from_numpy(feats)).numpy()
-        return final_order(self.catalog, idx[0], logits[0], req.k)
+        return final_order(self.catalog, candidates, logits[0], req.k)

@@ -127,6 +127,27 @@ def retrieval_depth(catalog: Catalog, req: Request) -> int:
     return min(max(req.k, catalog.depth), catalog.max_k, len(catalog.ids))
 
 
+class ItemTables:
+    """The two item tables of a version and their concatenation (the ranker's item side)."""
+
+    def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray):
+        self.item_cf = np.ascontiguousarray(item_cf, dtype=np.float32)
+        self.item_ct = np.ascontiguousarray(item_ct, dtype=np.float32)
+        self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
+
+    def candidates(self, u_cf, u_ct, alpha, exclude: np.ndarray, depth: int):
+        """One user's fused top-`depth` (excluded items never in it) and the
+        ranker's cross features: (indices [n], features [1, n, F]), n <= depth."""
+        from genre_serve.kernels import cross_features, fused_topk
+
+        idx, scores = fused_topk(u_cf, self.item_cf, depth, user_ct=u_ct, item_ct=self.item_ct,
+                                 alpha=np.asarray(alpha, np.float32).reshape(-1), exclude=[exclude])
+        n = int((idx[0] >= 0).sum())
+        idx, scores = idx[:, :n], scores[:, :n]
+        feats = cross_features(np.concatenate([u_cf, u_ct], 1), self.items_cat, idx, scores=scores)
+        return idx[0], feats
+
+
 def final_order(catalog: Catalog, candidates: np.ndarray, logits: np.ndarray, k: int):
     """Candidates sorted by ranker logit (ties: retrieval order), the best k."""
     order = np.argsort(-logits, kind="stable")[:k]
