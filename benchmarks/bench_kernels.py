@@ -77,7 +77,7 @@ def measure_roofs(threads: int, repeats: int) -> dict:
     torch.set_num_threads(threads)
     big = torch.ones(256 * 1024 * 1024)  # 1 GiB, far beyond the caches
     read_bytes = big.numel() * big.element_size()
-    t_read = best_of(lambda: big.sum(), max(repeats, 10))
+    t_read = best_of(big.sum, max(repeats, 10))
     n = 4096
     a, b = torch.randn(n, n), torch.randn(n, n)
     t_gemm = best_of(lambda: a @ b, max(repeats, 5))

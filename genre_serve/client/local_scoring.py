@@ -16,15 +16,7 @@ import numpy as np
 from genre_serve.client.client import GenreClient
 from genre_serve.export import model_configs as mc
 from genre_serve.export.repository import versions_of
-from genre_serve.serving.recommend_logic import (
-    Catalog,
-    ItemTables,
-    cold_answer,
-    final_order,
-    parse_request,
-    retrieval_depth,
-    tower_inputs,
-)
+from genre_serve.serving.recommend_logic import Catalog, ItemTables, answer, parse_python_request, tower_inputs
 
 
 class LocalScorer:
@@ -56,23 +48,11 @@ class LocalScorer:
 
     def recommend(self, history, k: int = 10, scenario: str | None = None, alpha: float | None = None):
         """(item ids, scores), equal to GenreClient.recommend for the same version."""
-        req = parse_request(
-            self.catalog,
-            np.array([str(h).encode() for h in history], dtype=object),
-            np.array([k], np.int32),
-            None if scenario is None else np.array([scenario.encode()], dtype=object),
-            None if alpha is None else np.array([alpha], np.float32),
-        )
-        if req.known.size == 0:
-            return cold_answer(self.catalog, req.k)
+        req = parse_python_request(self.catalog, history, k, scenario, alpha)
+        return answer(self.catalog, req, self._user_vectors, self.tables.candidates,
+                      lambda feats: self._infer(mc.RANKER, {"FEATURES": feats}, ["LOGITS"])[0])
+
+    def _user_vectors(self, req):
         hist, lengths, scen = tower_inputs(self.catalog, req)
-        u_cf, u_ct, a = self._infer(mc.USER_TOWER, {"HISTORY": hist, "LENGTHS": lengths, "SCENARIO": scen},
-                                    ["U_CF", "U_CT", "ALPHA"])
-        a = np.array([req.alpha], np.float32) if req.alpha is not None else a
-        candidates, feats = self.tables.candidates(
-            u_cf, u_ct, a, np.unique(req.known), retrieval_depth(self.catalog, req)
-        )
-        if candidates.size == 0:  # the history covers the whole catalog
-            return [], np.zeros(0, np.float32)
-        (logits,) = self._infer(mc.RANKER, {"FEATURES": feats}, ["LOGITS"])
-        return final_order(self.catalog, candidates, logits[0], req.k)
+        return self._infer(mc.USER_TOWER, {"HISTORY": hist, "LENGTHS": lengths, "SCENARIO": scen},
+                           ["U_CF", "U_CT", "ALPHA"])

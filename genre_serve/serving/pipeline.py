@@ -13,14 +13,7 @@ import torch
 
 from genre_serve.export.repository import catalog_documents
 from genre_serve.models.genre import right_align
-from genre_serve.serving.recommend_logic import (
-    Catalog,
-    ItemTables,
-    cold_answer,
-    final_order,
-    parse_request,
-    retrieval_depth,
-)
+from genre_serve.serving.recommend_logic import Catalog, ItemTables, answer, parse_python_request
 from genre_serve.train.run_dir import Run, load_run
 
 
@@ -45,23 +38,12 @@ class InProcessRecommender:
     @torch.inference_mode()
     def recommend(self, history: list[str], k: int = 10, scenario: str | None = None,
                   alpha: float | None = None) -> tuple[list[str], np.ndarray]:
-        req = parse_request(
-            self.catalog,
-            np.array([h.encode() for h in history], dtype=object),
-            np.array([k], np.int32),
-            None if scenario is None else np.array([scenario.encode()], dtype=object),
-            None if alpha is None else np.array([alpha], np.float32),
-        )
-        if req.known.size == 0:
-            return cold_answer(self.catalog, req.k)
+        req = parse_python_request(self.catalog, history, k, scenario, alpha)
+        return answer(self.catalog, req, self._user_vectors, self.tables.candidates,
+                      lambda feats: self.model.ranker(torch.from_numpy(feats)).numpy())
+
+    def _user_vectors(self, req):
         hist = right_align([req.known[-self.catalog.max_history :]], self.catalog.max_history)
         scen = torch.tensor([req.scenario])
         u_cf, u_ct = self.model.encode_users(hist, scen, self.padded)
-        a = np.array([req.alpha], np.float32) if req.alpha is not None else self.model.alpha(scen).numpy()
-        candidates, feats = self.tables.candidates(
-            u_cf.numpy(), u_ct.numpy(), a, np.unique(req.known), retrieval_depth(self.catalog, req)
-        )
-        if candidates.size == 0:  # the history covers the whole catalog
-            return [], np.zeros(0, np.float32)
-        logits = self.model.ranker(torch.from_numpy(feats)).numpy()
-        return final_order(self.catalog, candidates, logits[0], req.k)
+        return u_cf.numpy(), u_ct.numpy(), self.model.alpha(scen).numpy()

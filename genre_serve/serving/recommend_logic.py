@@ -108,6 +108,35 @@ def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None) -> Re
     return Request(known=known, k=k_val, scenario=scen_index, alpha=alpha_val)
 
 
+def parse_python_request(catalog: Catalog, history, k, scenario=None, alpha=None) -> Request:
+    """parse_request for Python values (the in-process and client-side paths),
+    encoded as the server receives them."""
+    return parse_request(
+        catalog,
+        np.array([str(h).encode() for h in history], dtype=object),
+        np.array([k], np.int32),
+        None if scenario is None else np.array([scenario.encode()], dtype=object),
+        None if alpha is None else np.array([alpha], np.float32),
+    )
+
+
+def answer(catalog: Catalog, req: Request, user_vectors, candidates, rank):
+    """The flow every recommend path shares; the steps are the path's own:
+
+    user_vectors(req) -> (u_cf [1, Dc], u_ct [1, Dt], alpha);
+    candidates(u_cf, u_ct, alpha [1, 1], exclude, depth) -> (indices [n], features [1, n, F]);
+    rank(features) -> logits [n].
+    """
+    if req.known.size == 0:
+        return cold_answer(catalog, req.k)
+    u_cf, u_ct, alpha = user_vectors(req)
+    alpha = np.asarray([[req.alpha]] if req.alpha is not None else alpha, np.float32).reshape(1, 1)
+    found, features = candidates(u_cf, u_ct, alpha, np.unique(req.known), retrieval_depth(catalog, req))
+    if found.size == 0:  # the history covers the whole catalog
+        return [], np.zeros(0, np.float32)
+    return final_order(catalog, found, np.asarray(rank(features)).reshape(-1), req.k)
+
+
 def cold_answer(catalog: Catalog, k: int) -> tuple[list[str], np.ndarray]:
     """A user with no known history gets the most popular items (training counts)."""
     top = catalog.popular_order[:k]

@@ -19,15 +19,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from genre_serve.export.model_configs import RANKER, RETRIEVE, USER_TOWER
-from genre_serve.serving.recommend_logic import (
-    Catalog,
-    RequestError,
-    cold_answer,
-    final_order,
-    parse_request,
-    retrieval_depth,
-    tower_inputs,
-)
+from genre_serve.serving.recommend_logic import Catalog, RequestError, answer, parse_request, tower_inputs
 from genre_serve.serving.triton_utils import error_response, optional_input
 
 
@@ -71,22 +63,22 @@ class TritonPythonModel:
             optional_input(request, "SCENARIO"),
             optional_input(request, "ALPHA"),
         )
-        if req.known.size == 0:
-            return cold_answer(self.catalog, req.k)
+        return answer(self.catalog, req, self._user_vectors, self._candidates, self._rank)
+
+    def _user_vectors(self, req):
         history, lengths, scenario = tower_inputs(self.catalog, req)
-        u_cf, u_ct, alpha = self._call(
+        return self._call(
             USER_TOWER, {"HISTORY": history, "LENGTHS": lengths, "SCENARIO": scenario}, ["U_CF", "U_CT", "ALPHA"]
         )
-        if req.alpha is not None:
-            alpha = np.array([[req.alpha]], np.float32)
-        depth = retrieval_depth(self.catalog, req)
+
+    def _candidates(self, u_cf, u_ct, alpha, exclude, depth):
         candidates, _, features = self._call(
             RETRIEVE,
-            {"U_CF": u_cf, "U_CT": u_ct, "ALPHA": alpha, "EXCLUDE": np.unique(req.known)[None, :],
+            {"U_CF": u_cf, "U_CT": u_ct, "ALPHA": alpha, "EXCLUDE": exclude[None, :],
              "K": np.array([[depth]], np.int32)},
             ["CANDIDATES", "SCORES", "FEATURES"],
         )
-        if candidates.shape[1] == 0:  # the history covers the whole catalog
-            return [], np.zeros(0, np.float32)
-        (logits,) = self._call(RANKER, {"FEATURES": features}, ["LOGITS"])
-        return final_order(self.catalog, candidates[0], logits[0], req.k)
+        return candidates[0], features
+
+    def _rank(self, features):
+        return self._call(RANKER, {"FEATURES": features}, ["LOGITS"])[0]

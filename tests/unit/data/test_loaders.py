@@ -1,8 +1,6 @@
 """Loading and cleaning: every dropped row is counted, bad files fail clearly."""
 
-import gzip
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -7,7 +7,6 @@ import pytest
 
 from genre_serve.cli import main
 from genre_serve.config import ConfigError, TrainConfig
-from genre_serve.data import build_dataset
 from genre_serve.data import synthetic
 from genre_serve.evaluation.genre_eval import retrieval_ranks
 from genre_serve.evaluation.metrics import ndcg_at
