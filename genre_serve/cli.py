@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-queue-delay-us", type=int, default=500)
     x.add_argument("--instances", type=int, default=1, help="instances of each batched model")
     x.add_argument("--recommend-instances", type=int, default=4, help="instances of genre_recommend")
-    x.add_argument("--max-queue-size", type=int, default=0, help="reject requests past this queue length (0: off)")
+    x.add_argument("--max-queue-size", type=int, default=64,
+                   help="genre_recommend/genre_item_tower reject requests past this many waiting (0: unbounded; "
+                        "default: %(default)s)")
+    x.add_argument("--queue-timeout-us", type=int, default=0,
+                   help="reject requests still waiting after this long (0: no limit)")
     x.add_argument("--gpu", action="store_true", help="instance groups KIND_GPU (for the NGC container on GPU hosts)")
     x.add_argument("--url", help="also load the new version into the server at this HTTP URL")
 
@@ -189,6 +193,7 @@ def cmd_export(args) -> int:
         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
         instances=args.instances, recommend_instances=args.recommend_instances,
         kind="KIND_GPU" if args.gpu else "KIND_CPU", max_queue_size=args.max_queue_size,
+        queue_timeout_us=args.queue_timeout_us,
     )
     result = export_run(args.run_dir, args.model_repository, args.version, serving, args.keep_versions)
     diffs = ", ".join(f"{m} {d:.1e}" for m, d in result.max_abs_diff.items())

@@ -27,5 +27,12 @@ class ModelUnavailableError(ClientError):
     """The server is down, not ready, or does not serve the model."""
 
 
+class ServerOverloadedError(ClientError):
+    """The server turned the request away because its queue is full, or the
+    request waited in the queue past the server's queue timeout. Nothing was
+    computed; the caller may retry later (the client does not, by default:
+    retrying into a saturated server only adds load)."""
+
+
 class InvalidRequestError(ClientError, ValueError):
     """The server rejected the request; the message is the server's."""

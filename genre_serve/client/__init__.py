@@ -9,6 +9,7 @@ from genre_serve.errors import (
     GenreServeError,
     InvalidRequestError,
     ModelUnavailableError,
+    ServerOverloadedError,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "InvalidRequestError",
     "ModelUnavailableError",
     "Recommendation",
+    "ServerOverloadedError",
 ]

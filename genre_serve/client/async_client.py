@@ -10,15 +10,17 @@ from genre_serve.client.client import (
     RECOMMEND_MODEL,
     Recommendation,
     classify,
+    is_retryable,
     parse_recommendations,
     recommend_inputs,
 )
-from genre_serve.errors import ClientTimeoutError, ModelUnavailableError
+from genre_serve.errors import ClientTimeoutError
 
 
 class AsyncGenreClient:
     def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", timeout_s: float = 10.0,
-                 retries: int = 3, backoff_s: float = 0.1, model: str = RECOMMEND_MODEL):
+                 retries: int = 3, backoff_s: float = 0.1, model: str = RECOMMEND_MODEL,
+                 retry_overloaded: bool = False):
         if protocol == "http":
             import tritonclient.http as module
             import tritonclient.http.aio as aio
@@ -34,6 +36,7 @@ class AsyncGenreClient:
         self._module = module
         self.url, self.protocol, self.timeout_s = url, protocol, timeout_s
         self.retries, self.backoff_s, self.model = retries, backoff_s, model
+        self.retry_overloaded = retry_overloaded
 
     async def recommend(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
                         alpha: float | None = None) -> list[Recommendation]:
@@ -48,7 +51,7 @@ class AsyncGenreClient:
                 raise ClientTimeoutError(f"no answer within {self.timeout_s} s") from e
             except Exception as e:  # noqa: BLE001 - classified below
                 err = classify(e)
-                if isinstance(err, ModelUnavailableError) and attempt < self.retries:
+                if is_retryable(err, self.retry_overloaded) and attempt < self.retries:
                     await asyncio.sleep(self.backoff_s * (2**attempt))
                     attempt += 1
                     continue

@@ -2,9 +2,10 @@
 
 Errors are typed (rooted at GenreServeError) and wrap tritonclient's with
 ``raise ... from e``. Only what is safe to retry is retried, with
-exponential backoff: a refused connection or an unavailable server. An
-invalid request is never retried; a timeout is not either (the server may
-still be working on it).
+exponential backoff: a refused connection or an unavailable server (a
+restart). An invalid request is never retried; a timeout is not either (the
+server may still be working on it); an overload rejection (full queue) is not
+by default: retrying into a saturated server only adds to its load.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from genre_serve.errors import ClientError, ClientTimeoutError, InvalidRequestError, ModelUnavailableError
+from genre_serve.errors import (
+    ClientError,
+    ClientTimeoutError,
+    InvalidRequestError,
+    ModelUnavailableError,
+    ServerOverloadedError,
+)
 
 RECOMMEND_MODEL = "genre_recommend"
 ITEM_TOWER_MODEL = "genre_item_tower"
@@ -74,8 +81,10 @@ def parse_recommendations(result) -> list[Recommendation]:
 
 _UNAVAILABLE_MARKERS = ("unavailable", "connection refused", "failed to connect", "not ready",
                         "is not found", "unknown model", "no version", "connect failed", "socket closed",
-                        "broken pipe", "connection reset")
+                        "broken pipe", "connection reset", "connection closed", "connection aborted")
 _TIMEOUT_MARKERS = ("deadline", "timed out", "timeout")
+# Triton's queue policy: a full queue, or a request that waited past the queue timeout.
+_OVERLOAD_MARKERS = ("exceeds maximum queue size", "request timeout expired")
 
 
 def classify(e: BaseException) -> ClientError:
@@ -83,6 +92,8 @@ def classify(e: BaseException) -> ClientError:
     from tritonclient.utils import InferenceServerException
 
     text = str(e).lower()
+    if any(m in text for m in _OVERLOAD_MARKERS):
+        return ServerOverloadedError(str(e))
     if isinstance(e, InferenceServerException):
         status = str(e.status() or "").lower()
         if any(m in text or m in status for m in _TIMEOUT_MARKERS):
@@ -94,9 +105,16 @@ def classify(e: BaseException) -> ClientError:
         return ClientError(str(e))
     if isinstance(e, (socket.timeout, TimeoutError)) or any(m in text for m in _TIMEOUT_MARKERS):
         return ClientTimeoutError(str(e) or "timed out")
-    if isinstance(e, (ConnectionError, OSError)):
-        return ModelUnavailableError(str(e) or type(e).__name__)
+    # A connection dropped mid-request (the server died): recommending is a
+    # read, so sending it again to a restarted server is safe.
+    if isinstance(e, (ConnectionError, OSError)) or any(m in text for m in _UNAVAILABLE_MARKERS):
+        return ModelUnavailableError(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
     return ClientError(f"{type(e).__name__}: {e}")
+
+
+def is_retryable(err: ClientError, retry_overloaded: bool) -> bool:
+    """The retry policy of both clients (see the module docstring)."""
+    return isinstance(err, ModelUnavailableError) or (retry_overloaded and isinstance(err, ServerOverloadedError))
 
 
 class GenreClient:
@@ -109,16 +127,23 @@ class GenreClient:
     timeout_s : per-request timeout.
     retries : attempts after the first for retryable failures (server down/unavailable).
     backoff_s : first backoff; doubles per attempt.
+    retry_overloaded : also retry (with the same backoff) requests the server
+        rejected because its queue was full.
+
+    ``retried`` counts the retries this client has made (all calls).
     """
 
     def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", timeout_s: float = 10.0,
-                 retries: int = 3, backoff_s: float = 0.1, model: str = RECOMMEND_MODEL):
+                 retries: int = 3, backoff_s: float = 0.1, model: str = RECOMMEND_MODEL,
+                 retry_overloaded: bool = False):
         if timeout_s <= 0:
             raise ValueError("timeout_s: must be positive")
         if retries < 0:
             raise ValueError("retries: must be >= 0")
         self.url, self.protocol, self.timeout_s = url, protocol, timeout_s
         self.retries, self.backoff_s, self.model = retries, backoff_s, model
+        self.retry_overloaded = retry_overloaded
+        self.retried = 0
         self._module = _module(protocol)
         self._client = self._make_client()
 
@@ -137,9 +162,10 @@ class GenreClient:
                 return fn()
             except Exception as e:  # noqa: BLE001 - classified below
                 err = classify(e)
-                if isinstance(err, ModelUnavailableError) and attempt < self.retries:
+                if is_retryable(err, self.retry_overloaded) and attempt < self.retries:
                     time.sleep(self.backoff_s * (2**attempt))
                     attempt += 1
+                    self.retried += 1
                     continue
                 raise err from e
 
@@ -151,8 +177,16 @@ class GenreClient:
     def recommend(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
                   alpha: float | None = None) -> list[Recommendation]:
         """Top-k items for one user: `history` is external item ids, oldest first."""
+        return self.recommend_versioned(history, k, scenario, alpha)[0]
+
+    def recommend_versioned(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
+                            alpha: float | None = None) -> tuple[list[Recommendation], int]:
+        """recommend(), and the genre_recommend version that answered (rollouts)."""
         inputs, outputs = recommend_inputs(self._module, history, k, scenario, alpha)
-        return parse_recommendations(self._infer(self.model, inputs, outputs))
+        result = self._infer(self.model, inputs, outputs)
+        response = result.get_response()
+        version = response.get("model_version") if isinstance(response, dict) else response.model_version
+        return parse_recommendations(result), int(version or 0)
 
     def recommend_many(self, histories: Iterable[Sequence[str]], k: int = 10, scenario: str | None = None,
                        alpha: float | None = None, max_workers: int = 8) -> list[list[Recommendation]]:

@@ -13,6 +13,10 @@ ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND = (
 )
 MODELS = (ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND)
 PYTHON_MODELS = (RETRIEVE, RECOMMEND)
+# The models clients call. Only these get a bounded queue: the others are
+# called by genre_recommend, whose instance count already bounds their load,
+# and a rejection inside a request would waste the work already done for it.
+ENTRY_MODELS = (RECOMMEND, ITEM_TOWER)
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,11 @@ class ServingConfig:
     recommend_instances: int = 4  # genre_recommend is one user per request: concurrency = instances
     kind: str = "KIND_CPU"  # KIND_GPU on GPU hosts (the NGC container)
     num_versions: int = 1  # versions each model serves (latest N)
-    max_queue_size: int = 0  # 0: unbounded; > 0: reject past this many queued requests
+    # Overload protection of the entry models: past this many waiting requests
+    # the server rejects at once (HTTP 503 / gRPC UNAVAILABLE, "Exceeds maximum
+    # queue size") instead of letting latency grow without bound. 0: unbounded.
+    max_queue_size: int = 64
+    queue_timeout_us: int = 0  # > 0: a request still queued after this long is rejected
 
 
 def _tensor(name: str, dtype: str, dims: list[int], **extra) -> dict:
@@ -44,12 +52,28 @@ def _common(name: str, cfg: ServingConfig, backend: str, max_batch: int, instanc
         "instance_group": [{"kind": cfg.kind, "count": instances}],
         "version_policy": {"latest": {"num_versions": versions}},
     }
-    if max_batch > 0:
-        batching = {"max_queue_delay_microseconds": cfg.max_queue_delay_us}
-        if cfg.max_queue_size > 0:
-            batching["default_queue_policy"] = {"max_queue_size": cfg.max_queue_size}
+    batching = {"max_queue_delay_microseconds": cfg.max_queue_delay_us} if max_batch > 0 else {}
+    if name in ENTRY_MODELS:
+        policy = queue_policy(cfg)
+        if policy:
+            # With max_batch_size 0 the dynamic batcher forms no batches; it is
+            # what carries the queue policy.
+            batching["default_queue_policy"] = policy
+    if max_batch > 0 or batching:
         doc["dynamic_batching"] = batching
     return doc
+
+
+def queue_policy(cfg: ServingConfig) -> dict:
+    if cfg.max_queue_size < 0 or cfg.queue_timeout_us < 0:
+        raise ValueError("max_queue_size and queue_timeout_us must be >= 0")
+    policy: dict = {}
+    if cfg.max_queue_size > 0:
+        policy["max_queue_size"] = cfg.max_queue_size
+    if cfg.queue_timeout_us > 0:
+        policy |= {"timeout_action": "REJECT", "default_timeout_microseconds": cfg.queue_timeout_us,
+                   "allow_timeout_override": True}
+    return policy
 
 
 def config_dicts(cfg: ServingConfig, cf_dim: int, ct_dim: int, max_history: int) -> dict[str, dict]:

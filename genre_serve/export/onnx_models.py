@@ -31,14 +31,21 @@ class ExportCheckError(GenreServeError):
 
 
 class ItemTowerExport(nn.Module):
-    """Token ids of item texts -> content vectors (the cold-start path)."""
+    """Token ids of item texts -> content vectors (the cold-start path).
+
+    Token ids outside the vocabulary are clamped into it: a dynamically
+    batched model cannot fail one request of a batch alone, so no input value
+    may make the graph fail (a gather out of range would fail the batch).
+    """
 
     def __init__(self, encoder: TextEncoder, model: GenreModel):
         super().__init__()
         self.encoder, self.proj = encoder, model.items.proj
+        self.vocab = int(encoder.transformer.config.vocab_size)
 
     def forward(self, input_ids, attention_mask):
-        return self.proj(self.encoder(input_ids, attention_mask))
+        ids = input_ids.clamp(0, self.vocab - 1)
+        return self.proj(self.encoder(ids, attention_mask.clamp(0, 1)))
 
 
 class UserTowerExport(nn.Module):
@@ -47,6 +54,11 @@ class UserTowerExport(nn.Module):
 
     The item vectors are frozen into the graph as two tables [N + 1, d] (row 0:
     padding), so the tower needs nothing but indices at serve time.
+
+    Every input value is answered, none fails the graph (a failure would fail
+    every request of the dynamic batch): item indices outside [0, N) count as
+    padding, like unknown ids in genre_recommend, and a scenario index outside
+    the table is clamped into it.
     """
 
     def __init__(self, model: GenreModel):
@@ -63,9 +75,10 @@ class UserTowerExport(nn.Module):
     def forward(self, history, lengths, scenario):
         L = history.shape[1]
         positions = torch.arange(L, device=history.device).unsqueeze(0)
-        mask = positions >= (L - lengths)
+        num_items = self.cf_table.shape[0] - 1
+        mask = (positions >= (L - lengths)) & (history >= 0) & (history < num_items)
         shifted = torch.where(mask, history + 1, torch.zeros_like(history))
-        scen = scenario[:, 0]
+        scen = scenario[:, 0].clamp(0, self.alpha_logit.shape[0] - 1)
         u_cf, u_ct = self.user(self.cf_table[shifted], self.ct_table[shifted], mask, scen)
         return u_cf, u_ct, torch.sigmoid(self.alpha_logit[scen]).unsqueeze(1)
 
@@ -151,6 +164,9 @@ def user_tower_examples(num_items: int, num_scenarios: int, max_history: int, se
         lengths = torch.randint(0, length + 1, (batch, 1), generator=g)
         scenario = torch.randint(0, num_scenarios, (batch, 1), generator=g)
         out.append((history, lengths, scenario))
+    # Out-of-range values (a direct caller's mistake) must be answered, not fail the graph.
+    bad = torch.tensor([[-5, num_items, 10**9] + [0] * (max_history - 3)])[:, :max_history]
+    out.append((bad, torch.tensor([[max_history + 3]]), torch.tensor([[num_scenarios + 7]])))
     return out
 
 

@@ -87,6 +87,17 @@ def write_configs(repository: Path, serving: mc.ServingConfig, cf_dim: int, ct_d
         existing.write_text(text)
 
 
+def reconfigure(repository: str | Path, serving: mc.ServingConfig) -> None:
+    """Rewrites every config.pbtxt of an exported repository for other serving
+    settings (queue, batching, instances); the model files stay as they are."""
+    repo = Path(repository)
+    versions = versions_of(repo, mc.RECOMMEND)
+    if not versions:
+        raise ExportError(f"{repo}: no exported version to reconfigure")
+    meta = json.loads((repo / mc.RECOMMEND / str(versions[-1]) / "recommend.json").read_text())
+    write_configs(repo, serving, int(meta["cf_dim"]), int(meta["ct_dim"]), int(meta["max_history"]))
+
+
 def _shape_lines(pbtxt: str) -> list[str]:
     return [line.strip() for line in pbtxt.splitlines() if line.strip().startswith(("name:", "dims:", "data_type:"))]
 
@@ -163,6 +174,51 @@ def export_run(
             shutil.rmtree(folder, ignore_errors=True)
     result.removed_versions = prune_versions(repo, keep_versions)
     return result
+
+
+# The files each model's version folder must hold (besides folders such as tokenizer/).
+VERSION_FILES = {
+    mc.ITEM_TOWER: ("model.onnx",),
+    mc.USER_TOWER: ("model.onnx",),
+    mc.RANKER: ("model.onnx",),
+    mc.RETRIEVE: ("model.py", "item_cf.npy", "item_ct.npy", "retrieve.json"),
+    mc.RECOMMEND: ("model.py", "catalog.json", "popularity.npy", "recommend.json"),
+}
+
+
+def check_repository(repository: str | Path) -> list[int]:
+    """The versions a model repository can serve, or an ExportError naming the
+    first thing wrong: a missing model, config.pbtxt or version folder (every
+    genre_recommend version needs the same version of the models it calls),
+    a missing file, or an ONNX file that does not parse."""
+    import onnx
+
+    repo = Path(repository)
+    if not repo.is_dir():
+        raise ExportError(f"model repository not found: {repo}")
+    missing = [m for m in mc.MODELS if not (repo / m / "config.pbtxt").is_file()]
+    if len(missing) == len(mc.MODELS):
+        raise ExportError(f"{repo} holds no genre_serve model: run `genre-serve export` first")
+    if missing:
+        raise ExportError(f"{repo}: model(s) {', '.join(missing)} missing (no <model>/config.pbtxt)")
+    versions = versions_of(repo, mc.RECOMMEND)
+    if not versions:
+        raise ExportError(f"{repo}/{mc.RECOMMEND} has no version folder: run `genre-serve export` first")
+    for v in versions:
+        for m in mc.MODELS:
+            folder = repo / m / str(v)
+            if not folder.is_dir():
+                raise ExportError(f"{repo}: {mc.RECOMMEND} version {v} needs {m}/{v}, which is missing")
+            for name in VERSION_FILES[m]:
+                if not (folder / name).is_file():
+                    raise ExportError(f"{folder / name}: missing")
+            if (folder / "model.onnx").is_file():
+                try:
+                    onnx.checker.check_model(str(folder / "model.onnx"))
+                except Exception as e:  # noqa: BLE001 - any parse/check failure means the same to the user
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise ExportError(f"{folder / 'model.onnx'}: not a valid ONNX model ({first})") from None
+    return versions
 
 
 def prune_versions(repo: Path, keep: int) -> list[int]:

@@ -96,8 +96,8 @@ def fused_topk(
     user_cf, item_cf : float32 [B, Dc], [N, Dc]
         Collaborative-filtering vectors of the users and the catalog.
     k : int
-        Items per user (> 0). When fewer than k items are eligible the tail of
-        a row is index -1 with score -inf.
+        Items per user (> 0); a k beyond the catalog is read as N. When fewer
+        than k items are eligible the tail of a row is index -1 with score -inf.
     user_ct, item_ct : float32 [B, Dt], [N, Dt], optional
         Content vectors; both or neither. Without them the score is the CF dot
         product and ``alpha`` is not used.
@@ -115,8 +115,8 @@ def fused_topk(
 
     Returns
     -------
-    indices : int64 [B, k]
-    scores : float32 [B, k]
+    indices : int64 [B, min(k, N)]
+    scores : float32 [B, min(k, N)]
         Each row sorted by score descending, ties by lower index.
     """
     problem = fused_problem(

@@ -217,7 +217,9 @@ def fused_problem(
     for name, spec in (("user_cf", ucf), ("item_cf", icf)):
         if spec.shape[1] == 0:
             raise ValueError(f"{name}: needs at least one column")
-    k = check_k(k)
+    # No row can hold more than the catalog: a k beyond it (10**9 by mistake)
+    # must not allocate B x k outputs.
+    k = min(check_k(k), max(num_items, 1))
     w_cf, w_ct = fusion_weights(alpha, batch, fused)
     # User rows are small (B x d): checking them is free, and a NaN there would
     # silently empty that user's answer. Item tables are checked on request

@@ -158,11 +158,10 @@ class TritonServer:
         return args + list(self.extra_args)
 
     def start(self, timeout_s: float = 180.0) -> "TritonServer":
+        from genre_serve.export.repository import check_repository
+
         repo = Path(self.model_repository)
-        if not repo.is_dir():
-            raise ServerError(f"model repository not found: {repo}")
-        if not any((d / "config.pbtxt").exists() for d in repo.iterdir() if d.is_dir()):
-            raise ServerError(f"{repo} holds no model (no <model>/config.pbtxt): run `genre-serve export` first")
+        check_repository(repo)  # one clear line now, rather than a failed model load in the server log
         self.model_repository = repo.resolve()
         for name in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(self, name)
@@ -243,10 +242,28 @@ class TritonServer:
             self._workdir = None
 
     def kill(self) -> None:
-        """Stops the server abruptly (SIGKILL), as a crash would."""
+        """Stops the server abruptly (SIGKILL), as a crash would: tritonserver
+        and its python-backend stubs (its process group) at once."""
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self._proc.wait()
+
+    def restart(self, timeout_s: float = 180.0, kill: bool = False) -> "TritonServer":
+        """Stops the server (SIGTERM, or SIGKILL with ``kill``) and starts it
+        again on the same ports, ready when this returns."""
+        if kill:
+            self.kill()
+        self.stop()
+        deadline = time.monotonic() + 30
+        ports = (self.http_port, self.grpc_port, self.metrics_port)
+        while not all(port_is_free(self.host, p) for p in ports):  # the old sockets may linger briefly
+            if time.monotonic() > deadline:
+                raise ServerError(f"ports {ports} on {self.host} stayed busy after the server stopped")
+            time.sleep(0.1)
+        return self.start(timeout_s)
 
     def __enter__(self) -> "TritonServer":
         return self.start()

@@ -5,7 +5,8 @@ The pytriton build of tritonserver has no native onnxruntime backend; this one
 stands in for it locally, so that the same repository (``backend:
 "onnxruntime"``) runs in the NGC container with the native backend unchanged.
 Requests gathered by the dynamic batcher are concatenated into one session
-run when their shapes agree; a malformed request fails alone.
+run when their shapes agree; a malformed request fails alone: should a
+concatenated run fail, each of its requests is run on its own.
 """
 
 from __future__ import annotations
@@ -64,8 +65,14 @@ class TritonPythonModel:
                 for (r, _), lo, hi in zip(members, offsets[:-1], offsets[1:]):
                     responses[r] = self._response([o[lo:hi] for o in out])
             except Exception as e:  # an onnxruntime failure answers these requests, not the server
-                for r, _ in members:
-                    responses[r] = error_response(f"onnxruntime: {e}", invalid_argument=False)
+                if len(members) == 1:
+                    responses[members[0][0]] = error_response(f"onnxruntime: {e}", invalid_argument=False)
+                    continue
+                for r, feed in members:  # find the request at fault: run each alone
+                    try:
+                        responses[r] = self._response(self.session.run(self.outputs, feed))
+                    except Exception as e1:  # noqa: BLE001
+                        responses[r] = error_response(f"onnxruntime: {e1}", invalid_argument=False)
         return responses
 
     def _inputs_of(self, request) -> dict:

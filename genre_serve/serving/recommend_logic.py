@@ -66,7 +66,7 @@ def _decode(values, field: str) -> list[str]:
             try:
                 v = v.decode("utf-8")
             except UnicodeDecodeError:
-                raise RequestError(f"{field}: item ids must be UTF-8 text") from None
+                raise RequestError(f"{field}: must be UTF-8 text") from None
         out.append(str(v))
     return out
 

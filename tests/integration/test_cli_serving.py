@@ -40,7 +40,7 @@ def test_cli_serve_refuses_a_taken_port_and_a_missing_repository(repository, ser
     port = int(server.http_url.rsplit(":", 1)[1])
     assert main(["serve", "--model-repository", str(repository), "--http-port", str(port)]) == 1
     assert "already in use" in capsys.readouterr().err
-    assert main(["serve", "--model-repository", str(tmp_path / "nothing")]) == 1
+    assert main(["serve", "--model-repository", str(tmp_path / "nothing")]) == 2
     assert "not found" in capsys.readouterr().err
 
 

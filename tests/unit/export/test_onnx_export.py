@@ -73,11 +73,26 @@ def test_config_pbtxt_is_valid_protobuf_with_dynamic_batching():
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    docs = mc.config_dicts(mc.ServingConfig(max_batch_size=32, instances=2, max_queue_size=100), 9, 8, 10)
+    serving = mc.ServingConfig(max_batch_size=32, instances=2, max_queue_size=100, queue_timeout_us=250_000)
+    docs = mc.config_dicts(serving, 9, 8, 10)
     for name, doc in docs.items():
         msg = text_format.Parse(mc.to_pbtxt(doc), model_config_pb2.ModelConfig())
         assert msg.name == name
+        policy = msg.dynamic_batching.default_queue_policy
+        if name in mc.ENTRY_MODELS:  # bounded queue, rejection after the timeout
+            assert policy.max_queue_size == 100 and policy.default_timeout_microseconds == 250_000
+            assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+        else:  # internal models: bounded by genre_recommend's instances already
+            assert not msg.dynamic_batching.HasField("default_queue_policy")
         if name != mc.RECOMMEND:
-            assert msg.max_batch_size == 32 and msg.dynamic_batching.default_queue_policy.max_queue_size == 100
+            assert msg.max_batch_size == 32 and msg.dynamic_batching.max_queue_delay_microseconds == 500
             assert msg.instance_group[0].count == 2
+    assert docs[mc.RECOMMEND]["max_batch_size"] == 0
     assert docs[mc.RANKER]["input"][0]["dims"] == [-1, 4 * 17 + 1]
+
+
+def test_an_unbounded_queue_leaves_genre_recommend_without_a_batcher():
+    docs = mc.config_dicts(mc.ServingConfig(max_queue_size=0), 9, 8, 10)
+    assert "dynamic_batching" not in docs[mc.RECOMMEND]
+    with pytest.raises(ValueError, match="max_queue_size"):
+        mc.config_dicts(mc.ServingConfig(max_queue_size=-1), 9, 8, 10)

@@ -53,10 +53,19 @@ def test_fused_topk_excludes_seen_items(device):
 def test_fused_topk_pads_with_minus_one_when_k_exceeds_eligible_items(device):
     users = np.ones((2, 4), np.float32)
     items = np.arange(12, dtype=np.float32).reshape(3, 4)
-    idx, scores = fused_topk(users, items, 5, exclude=[[0], [0, 1, 2]], device=device)
-    np.testing.assert_array_equal(idx, [[2, 1, -1, -1, -1], [-1] * 5])
+    idx, scores = fused_topk(users, items, 3, exclude=[[0], [0, 1, 2]], device=device)
+    np.testing.assert_array_equal(idx, [[2, 1, -1], [-1] * 3])
     assert np.isneginf(scores[0, 2:]).all() and np.isneginf(scores[1]).all()
     np.testing.assert_allclose(scores[0, :2], [38.0, 22.0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_k_beyond_the_catalog_is_read_as_the_catalog_size(device):
+    users = np.ones((2, 4), np.float32)
+    items = np.arange(12, dtype=np.float32).reshape(3, 4)
+    idx, scores = fused_topk(users, items, 10**12, device=device)  # no B x 10^12 allocation
+    assert idx.shape == scores.shape == (2, 3)
+    np.testing.assert_array_equal(idx, [[2, 1, 0], [2, 1, 0]])
 
 
 @pytest.mark.parametrize("device", DEVICES)
