@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-queue-size", type=int, default=64,
                    help="genre_recommend/genre_item_tower reject requests past this many waiting (0: unbounded; "
                         "default: %(default)s)")
+    x.add_argument("--max-k", type=int, default=1000, help="largest K genre_recommend answers (default: %(default)s)")
     x.add_argument("--queue-timeout-us", type=int, default=0,
                    help="reject requests still waiting after this long (0: no limit)")
     x.add_argument("--gpu", action="store_true", help="instance groups KIND_GPU (for the NGC container on GPU hosts)")
@@ -195,7 +196,10 @@ def cmd_export(args) -> int:
         kind="KIND_GPU" if args.gpu else "KIND_CPU", max_queue_size=args.max_queue_size,
         queue_timeout_us=args.queue_timeout_us,
     )
-    result = export_run(args.run_dir, args.model_repository, args.version, serving, args.keep_versions)
+    if args.max_k < 1:
+        raise UsageError("--max-k: must be at least 1")
+    result = export_run(args.run_dir, args.model_repository, args.version, serving, args.keep_versions,
+                        max_k=args.max_k)
     diffs = ", ".join(f"{m} {d:.1e}" for m, d in result.max_abs_diff.items())
     print(f"exported version {result.version} to {result.repository} (onnxruntime vs PyTorch max |diff|: {diffs})")
     if result.removed_versions:

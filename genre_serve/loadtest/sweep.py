@@ -42,7 +42,8 @@ class LevelResult:
     ok: int
     errors: dict[str, int] = field(default_factory=dict)
     throughput_rps: float = 0.0
-    latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # answered requests
+    error_latency_ms: dict[str, float] = field(default_factory=dict)  # failed ones (how fast a rejection is)
     server: dict[str, float] = field(default_factory=dict)
 
 
@@ -111,6 +112,7 @@ def server_side(before: dict, after: dict) -> dict[str, float]:
 
 async def _run_level(make_client, module, histories, k, concurrency, duration_s, timeout_s, seed) -> LevelResult:
     latencies: list[float] = []
+    error_latencies: list[float] = []
     errors: dict[str, int] = {}
     rng = random.Random(seed)
     deadline = time.perf_counter() + duration_s
@@ -128,9 +130,11 @@ async def _run_level(make_client, module, histories, k, concurrency, duration_s,
                 latencies.append(time.perf_counter() - t0)
             except asyncio.TimeoutError:
                 errors["ClientTimeoutError"] = errors.get("ClientTimeoutError", 0) + 1
+                error_latencies.append(time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 - counted by kind
                 kind = type(classify(e)).__name__
                 errors[kind] = errors.get(kind, 0) + 1
+                error_latencies.append(time.perf_counter() - t0)
                 await asyncio.sleep(0.01)  # a refused connection must not become a busy loop
 
     t_start = time.perf_counter()
@@ -138,12 +142,17 @@ async def _run_level(make_client, module, histories, k, concurrency, duration_s,
     elapsed = time.perf_counter() - t_start
     for c in clients:
         await c.close()
-    ms = np.array(latencies) * 1e3
-    pct = ({"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "mean": float(ms.mean())}
-           if ms.size else {})
     requests = len(latencies) + sum(errors.values())
-    return LevelResult(concurrency, elapsed, requests, len(latencies), errors, len(latencies) / elapsed, pct)
+    return LevelResult(concurrency, elapsed, requests, len(latencies), errors, len(latencies) / elapsed,
+                       percentiles_ms(latencies), percentiles_ms(error_latencies))
+
+
+def percentiles_ms(seconds: list[float]) -> dict[str, float]:
+    ms = np.array(seconds) * 1e3
+    if not ms.size:
+        return {}
+    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "mean": float(ms.mean())}
 
 
 def run_sweep(url: str, histories: list[list[str]], concurrency: list[int], duration_s: float,

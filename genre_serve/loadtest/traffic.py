@@ -15,10 +15,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
-
 from genre_serve.client.client import GenreClient
 from genre_serve.errors import GenreServeError
+from genre_serve.loadtest.sweep import percentiles_ms
 
 
 @dataclass(frozen=True)
@@ -128,14 +127,12 @@ class BackgroundTraffic:
         """Counts and latencies (of requests started at or after `since`)."""
         chosen = [o for o in self.outcomes if since is None or o.started >= since]
         ok = [o for o in chosen if o.ok]
-        ms = np.array([o.seconds for o in ok]) * 1e3
         return {
             "requests": len(chosen),
             "ok": len(ok),
             "errors": dict(Counter(o.error for o in chosen if not o.ok)),
             "recovered_after_retries": sum(1 for o in ok if o.retries > 0),
             "versions": dict(Counter(o.version for o in ok)),
-            "latency_ms": ({"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-                            "max": float(ms.max())} if ms.size else {}),
+            "latency_ms": percentiles_ms([o.seconds for o in ok]),
             "slowest_request_s": max((o.seconds for o in chosen), default=0.0),
         }
