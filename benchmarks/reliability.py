@@ -296,6 +296,11 @@ def render(doc: dict) -> str:
               f"{lv['latency_ms'].get('p99', nan):.1f}", f"{lv['latency_ms'].get('max', nan):.1f}",
               f"{lv['error_latency_ms'].get('p50', nan):.1f}" if lv["error_latency_ms"] else "-"]
              for lv in cfg["levels"]]), ""]
+    top = [(cfg["config"], cfg["levels"][-1]) for cfg in doc["overload"]]
+    parts += ["At the highest concurrency, the server's average queue time per answered request: " + "; ".join(
+        f"{name}: {lv['server'].get('queue_ms_avg', float('nan')):.0f} ms" for name, lv in top)
+        + ". Without a limit it grows with the offered load; with one it stops at the depth the limit allows, "
+        "and everything past it is a typed rejection, never an untyped failure or a hang.", ""]
     ro = doc["rollout"]
     rs = doc["restart"]
     parts += [
