@@ -90,18 +90,27 @@ def fused_cases(draw):
     return args
 
 
-def check_fused(args: dict) -> str:
-    """'raised' or 'returned'; fails when the kernel and the reference disagree."""
+def _same_verdict(kernel, reference, args: dict):
+    """Runs the reference, then the kernel: both raise the same TypeError or
+    ValueError (returns None), or both return ((kernel result, reference result))."""
     reference_args = {k: v for k, v in args.items() if k != "num_threads"}
     try:
-        want = fused_topk_reference(**reference_args)
+        want = reference(**reference_args)
     except (TypeError, ValueError) as expected:
         try:
-            fused_topk(**args)
+            kernel(**args)
         except type(expected):
-            return "raised"
+            return None
         raise AssertionError(f"the reference raised {expected!r}; the kernel did not raise the same")
-    got = fused_topk(**args)
+    return kernel(**args), want
+
+
+def check_fused(args: dict) -> str:
+    """'raised' or 'returned'; fails when the kernel and the reference disagree."""
+    both = _same_verdict(fused_topk, fused_topk_reference, args)
+    if both is None:
+        return "raised"
+    got, want = both
     problem = {k: np.ascontiguousarray(v, np.float32) for k, v in args.items()
                if k in ("user_cf", "item_cf", "user_ct", "item_ct")}
     problem |= {k: args[k] for k in ("k", "alpha", "exclude", "exclude_csr") if k in args}
@@ -140,16 +149,10 @@ def cross_cases(draw):
 
 
 def check_cross(args: dict) -> str:
-    reference_args = {k: v for k, v in args.items() if k != "num_threads"}
-    try:
-        want = cross_features_reference(**reference_args)
-    except (TypeError, ValueError) as expected:
-        try:
-            cross_features(**args)
-        except type(expected):
-            return "raised"
-        raise AssertionError(f"the reference raised {expected!r}; the kernel did not raise the same")
-    got = cross_features(**args)
+    both = _same_verdict(cross_features, cross_features_reference, args)
+    if both is None:
+        return "raised"
+    got, want = both
     assert got.shape == want.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     return "returned"

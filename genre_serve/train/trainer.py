@@ -221,6 +221,20 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
 
 
 @torch.no_grad()
+def init_cf(model: GenreModel, split: Split, cfg: TrainConfig) -> None:
+    """cf_init="als": the CF item vectors start from implicit ALS factors fitted
+    on the training interactions (a warm start the user encoder learns to use)."""
+    if cfg.cf_init == "random":
+        return
+    if cfg.cf_init != "als":
+        raise ValueError(f"cf_init: 'random' or 'als', got {cfg.cf_init!r}")
+    from genre_serve.evaluation.baselines import ImplicitMF
+
+    factors = ImplicitMF("als", factors=model.cfg.dim, seed=cfg.seed).fit(split).item_factors
+    model.items.cf.weight[1:] = torch.from_numpy(factors.astype(np.float32))
+
+
+@torch.no_grad()
 def zero_cf_of_unseen_items(model: GenreModel, split: Split) -> None:
     """Items without training interactions have no CF signal: zero CF vector
     and bias (what add-items gives new items too), scored by content alone."""
@@ -239,6 +253,7 @@ def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: boo
     text = encode_texts(dataset.item_texts, cfg.text_encoder, max_length=cfg.max_text_length, progress=progress)
     t_text = time.time() - t0
     model = GenreModel(dataset.num_items, len(dataset.scenarios), torch.from_numpy(text), cfg.model)
+    init_cf(model, split, cfg)
     retrieval_history = train_retrieval(model, split, cfg, progress)
     zero_cf_of_unseen_items(model, split)
     ranker_history = train_ranker(model, split, cfg, progress) if cfg.ranker_epochs > 0 else []

@@ -54,6 +54,21 @@ def test_training_is_reproducible_with_a_seed(trained, tmp_path):
         assert np.array_equal(a.numpy(), b.numpy()), name
 
 
+def test_cf_init_als_starts_the_cf_vectors_from_the_als_factors(trained):
+    from genre_serve.evaluation.baselines import ImplicitMF
+    from genre_serve.train.trainer import init_cf
+
+    ds, run = trained
+    cfg = TrainConfig.from_dict(SMALL | {"cf_init": "als"})
+    model = GenreModel(ds.num_items, len(ds.scenarios), run.model.items.text[1:], cfg.model)
+    init_cf(model, run.split, cfg)
+    factors = ImplicitMF("als", factors=cfg.model.dim, seed=cfg.seed).fit(run.split).item_factors
+    np.testing.assert_allclose(model.items.cf.weight[1:].detach().numpy(), factors, rtol=1e-5, atol=1e-6)
+    assert not model.items.cf.weight[0].any()  # padding stays zero
+    with pytest.raises(ValueError, match="cf_init"):
+        init_cf(model, run.split, TrainConfig.from_dict(SMALL | {"cf_init": "svd"}))
+
+
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     (tmp_path / "c.toml").write_text("epochs = 'many'\n")
     with pytest.raises(ConfigError, match="epochs"):
