@@ -135,26 +135,33 @@ def phase_rollout(repo_src: Path, work: Path, run_dir: Path, histories, crashes)
 
 
 def phase_restart(repo_src: Path, work: Path, histories, cycles: int) -> dict:
+    """Two client populations through the kills: 8 with retries (they should
+    recover) and 2 without (their failures must be typed, and prompt)."""
     repo = work / "restart"
     shutil.copytree(repo_src, repo)
     timeout_s, retries, backoff_s = 10.0, 8, 0.1
     downtime = []
     with TritonServer(repo) as server:
-        traffic = BackgroundTraffic(server.http_url, histories, k=10, concurrency=8, timeout_s=timeout_s,
-                                    retries=retries, backoff_s=backoff_s)
-        with traffic:
-            traffic.wait_for_answers(100)
+        retrying = BackgroundTraffic(server.http_url, histories, k=10, concurrency=8, timeout_s=timeout_s,
+                                     retries=retries, backoff_s=backoff_s)
+        failing = BackgroundTraffic(server.http_url, histories, k=10, concurrency=2, timeout_s=timeout_s,
+                                    retries=0)
+        with retrying, failing:
+            retrying.wait_for_answers(100)
             for _ in range(cycles):
                 t0 = time.monotonic()
                 server.restart(kill=True)  # SIGKILL: tritonserver and its stubs die at once
                 downtime.append(time.monotonic() - t0)
-                traffic.wait_for_answers(100, since=time.monotonic())
-    summary = traffic.summary()
+                retrying.wait_for_answers(100, since=time.monotonic())
+    typed = ("ModelUnavailableError", "ClientTimeoutError")
+    no_retry = failing.summary()
     return {"kills": cycles, "downtime_s": [round(d, 1) for d in downtime], "client": {
         "timeout_s": timeout_s, "retries": retries, "backoff_s": backoff_s,
         "bound_s": timeout_s * (retries + 1) + backoff_s * (2 ** retries)},
-        "traffic": summary, "inconsistent_answers": traffic.inconsistent_answers(),
-        "errors_typed": all(e in ("ModelUnavailableError", "ClientTimeoutError") for e in summary["errors"])}
+        "traffic": retrying.summary(), "inconsistent_answers": retrying.inconsistent_answers(),
+        "no_retry_traffic": no_retry,
+        "errors_typed": all(e in typed for e in list(retrying.summary()["errors"]) + list(no_retry["errors"])),
+        "slowest_failure_s": max((o.seconds for o in failing.outcomes if not o.ok), default=0.0)}
 
 
 def phase_fuzz(asan: bool, examples: int) -> dict:
@@ -232,6 +239,8 @@ def render(doc: dict) -> str:
             ["requests during kill-and-restart cycles / answered / failed with a typed error",
              f"{s['restart_requests']} / {s['restart_ok']} / {s['restart_failed']}"],
             ["  requests recovered by client retries after a restart", s["restart_recovered"]],
+            ["requests of clients without retries through the kills / failed, each with a typed error",
+             f"{s['restart_no_retry_requests']} / {s['restart_no_retry_failed']}"],
             ["kernel fuzz cases run" + (" (under AddressSanitizer)" if doc["fuzz"]["sanitizer"] else ""),
              s["fuzz_cases"]],
         ]),
@@ -331,6 +340,12 @@ def render(doc: dict) -> str:
         f"{rs['client']['bound_s']:.0f} s (timeout x attempts + backoff): none hung. Answers differing "
         f"before and after a restart: {rs['inconsistent_answers']}.",
         "",
+        f"2 more clients without retries ran through the same kills: {rs['no_retry_traffic']['requests']} "
+        f"requests, {rs['no_retry_traffic']['ok']} answered, failed with "
+        f"{rs['no_retry_traffic']['errors'] or '(none)'}; the slowest failure took "
+        f"{rs['slowest_failure_s']:.2f} s (timeout {rs['client']['timeout_s']:.0f} s). Every failure is a typed "
+        f"error: {'yes' if rs['errors_typed'] else 'NO'}.",
+        "",
         "## 5. Kernel fuzz",
         "",
         f"`fused_topk` and `cross_features` on random shapes, dtypes, layouts (strided, transposed), k, alpha and "
@@ -378,6 +393,9 @@ def summarize(doc: dict) -> dict:
         "rollout_requests": ro["requests"], "rollout_lost": doc["rollout"]["lost"],
         "restart_requests": rs["requests"], "restart_ok": rs["ok"], "restart_failed": rs["requests"] - rs["ok"],
         "restart_recovered": rs["recovered_after_retries"],
+        "restart_no_retry_requests": doc["restart"]["no_retry_traffic"]["requests"],
+        "restart_no_retry_failed": (doc["restart"]["no_retry_traffic"]["requests"]
+                                    - doc["restart"]["no_retry_traffic"]["ok"]),
         "fuzz_cases": doc["fuzz"]["total"],
     }
 

@@ -17,6 +17,20 @@ def recall_at(ranks: np.ndarray, k: int) -> float:
     return float(np.mean(ranks < k)) if ranks.size else 0.0
 
 
+def recall_at_with_ties(scores: np.ndarray, targets: np.ndarray, k: int) -> float:
+    """Single-target recall@k over the columns of `scores` [B, M] (targets are
+    column positions), ties broken uniformly at random, in expectation: with g
+    candidates scoring higher and e others scoring the same, the target lands
+    uniformly in positions g..g+e, so P(position < k) = clip((k - g) / (e + 1), 0, 1).
+    All-equal scores (no information) give k / M, never a perfect score."""
+    if not len(targets):
+        return 0.0
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    greater = (scores > target_scores).sum(1)
+    equal = (scores == target_scores).sum(1) - 1
+    return float(np.clip((k - greater) / (equal + 1), 0.0, 1.0).mean())
+
+
 def ndcg_at(ranks: np.ndarray, k: int) -> float:
     if not ranks.size:
         return 0.0

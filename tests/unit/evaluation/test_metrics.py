@@ -28,3 +28,18 @@ def test_ranks_exclude_the_history_and_count_strictly_better_items():
 def test_summary_has_every_reported_metric():
     s = summarize(np.array([0, 3]), np.array([10, 10]))
     assert set(s) >= {"Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "HitRate@10", "MRR", "AUC"}
+
+
+def test_recall_with_ties_is_the_expectation_over_random_tie_breaking():
+    from genre_serve.evaluation.metrics import recall_at_with_ties
+
+    scores = np.array([
+        [3.0, 2.0, 1.0, 0.0],  # target (col 1) at position 1: in the top 2
+        [1.0, 1.0, 1.0, 1.0],  # all tied: P(position < 2) = 2 / 4
+        [5.0, 4.0, 1.0, 1.0],  # two better, target tied with one: position 2 or 3, never < 2
+        [0.0, 2.0, 2.0, 2.0],  # target tied with two, none better: P = 2 / 3
+    ])
+    got = recall_at_with_ties(scores, np.array([1, 0, 3, 1]), 2)
+    assert got == pytest.approx((1 + 0.5 + 0 + 2 / 3) / 4)
+    assert recall_at_with_ties(np.ones((3, 10)), np.array([0, 5, 9]), 20) == 1.0
+    assert recall_at_with_ties(np.zeros((0, 3)), np.array([], np.int64), 2) == 0.0
