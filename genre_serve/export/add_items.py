@@ -23,7 +23,7 @@ from genre_serve.data.dataset import item_text
 from genre_serve.data.loaders import read_table
 from genre_serve.errors import DataError
 from genre_serve.export import model_configs as mc
-from genre_serve.export.repository import ExportError, next_version, prune_versions, versions_of
+from genre_serve.export.repository import ExportError, check_repository, next_version, prune_versions, versions_of
 
 
 def resolve_repository(target: str | Path) -> Path:
@@ -90,6 +90,7 @@ def add_items(target: str | Path, items_file: str | Path, keep_versions: int = 3
     missing = [m for m in mc.MODELS if latest not in versions_of(repo, m)]
     if missing:
         raise ExportError(f"{repo}: version {latest} is missing for {', '.join(missing)}")
+    check_repository(repo)  # every file present, every ONNX file valid: one clear error, not a traceback
     src = {m: repo / m / str(latest) for m in mc.MODELS}
     catalog = json.loads((src[mc.RECOMMEND] / "catalog.json").read_text())
     ids, titles, texts = read_new_items(items_file, set(catalog["ids"]))

@@ -58,6 +58,14 @@ def test_serve_refuses_a_corrupt_onnx_file(broken_repo, capsys):
 
 
 @pytest.mark.triton
+def test_add_items_refuses_a_corrupt_item_tower(broken_repo, files, capsys):
+    (broken_repo / mc.ITEM_TOWER / "1" / "model.onnx").write_bytes(b"garbage")
+    assert main(["add-items", str(broken_repo), "--items", str(files / "items.csv")]) == 2
+    _one_clear_line(capsys, "genre_item_tower", "not a valid ONNX model")
+    assert sorted(p.name for p in (broken_repo / mc.RECOMMEND).iterdir() if p.name.isdigit()) == ["1"]
+
+
+@pytest.mark.triton
 def test_serve_refuses_a_repository_with_a_missing_version(broken_repo, capsys):
     shutil.rmtree(broken_repo / mc.RETRIEVE / "1")
     assert main(["serve", "--model-repository", str(broken_repo)]) == 2
