@@ -134,3 +134,11 @@ def test_a_bad_request_never_reaches_retries(server):
     with pytest.raises(InvalidRequestError):
         client.recommend(["i1"], 0)
     assert client.retried == 0
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_answering_version_is_reported(server, protocol):
+    url = server.http_url if protocol == "http" else server.grpc_url
+    with GenreClient(url, protocol) as client:
+        recs, version = client.recommend_versioned(["i1", "i2"], 3)
+    assert len(recs) == 3 and version == 1
