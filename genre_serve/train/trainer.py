@@ -3,7 +3,9 @@
 Retrieval: next-item prediction over the whole catalog (softmax, or sampled
 softmax with shared uniform negatives for large catalogs) on the fused score,
 plus auxiliary losses on the CF-only and content-only scores so that each
-space is a retriever on its own. Early stopping on validation NDCG@10.
+space is a retriever on its own. Early stopping on validation NDCG@10. The CF
+item vectors start from implicit ALS factors (cf_init="als"): on
+ml-latest-small that warm start took validation NDCG@10 from 0.040 to 0.046.
 
 Ranker: listwise softmax over the retrieval model's top candidates (hard
 negatives) for recent training positions; the retrieval model is frozen. Its
