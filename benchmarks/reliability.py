@@ -72,11 +72,11 @@ def phase_batching(repo_src: Path, work: Path, crashes) -> list[dict]:
     repo = work / "batching"
     shutil.copytree(repo_src, repo)
     reconfigure(repo, mc.ServingConfig(max_queue_delay_us=20_000))
-    meta = json.loads((repo / mc.RECOMMEND / "1" / "recommend.json").read_text())
-    size = len(json.loads((repo / mc.RECOMMEND / "1" / "catalog.json").read_text())["ids"])
+    shapes = batching.served_shapes(repo)
     with TritonServer(repo) as server:
-        reports = [batching.retrieve_burst(server.http_url, size, meta["cf_dim"], meta["ct_dim"], size=16),
-                   batching.user_tower_burst(server.http_url, size, meta["max_history"], size=16)]
+        reports = [batching.retrieve_burst(server.http_url, shapes["num_items"], shapes["cf_dim"], shapes["ct_dim"],
+                                           size=16),
+                   batching.user_tower_burst(server.http_url, shapes["num_items"], shapes["max_history"], size=16)]
         crashes.check(server, "batch isolation")
     return [r.__dict__ | {"passed": r.passed} for r in reports]
 
@@ -154,13 +154,13 @@ def phase_restart(repo_src: Path, work: Path, histories, cycles: int) -> dict:
                 downtime.append(time.monotonic() - t0)
                 retrying.wait_for_answers(100, since=time.monotonic())
     typed = ("ModelUnavailableError", "ClientTimeoutError")
-    no_retry = failing.summary()
+    with_retries, no_retry = retrying.summary(), failing.summary()
     return {"kills": cycles, "downtime_s": [round(d, 1) for d in downtime], "client": {
         "timeout_s": timeout_s, "retries": retries, "backoff_s": backoff_s,
         "bound_s": timeout_s * (retries + 1) + backoff_s * (2 ** retries)},
-        "traffic": retrying.summary(), "inconsistent_answers": retrying.inconsistent_answers(),
+        "traffic": with_retries, "inconsistent_answers": retrying.inconsistent_answers(),
         "no_retry_traffic": no_retry,
-        "errors_typed": all(e in typed for e in list(retrying.summary()["errors"]) + list(no_retry["errors"])),
+        "errors_typed": all(e in typed for e in list(with_retries["errors"]) + list(no_retry["errors"])),
         "slowest_failure_s": max((o.seconds for o in failing.outcomes if not o.ok), default=0.0)}
 
 

@@ -36,7 +36,8 @@ class Recommendation:
     score: float
 
 
-def _module(protocol: str):
+def protocol_module(protocol: str):
+    """tritonclient.http or tritonclient.grpc."""
     if protocol == "http":
         import tritonclient.http as module
     elif protocol == "grpc":
@@ -144,7 +145,7 @@ class GenreClient:
         self.retries, self.backoff_s, self.model = retries, backoff_s, model
         self.retry_overloaded = retry_overloaded
         self.retried = 0
-        self._module = _module(protocol)
+        self._module = protocol_module(protocol)
         self._client = self._make_client()
 
     def _make_client(self):

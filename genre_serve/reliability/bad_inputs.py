@@ -11,17 +11,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from genre_serve.client.client import RECOMMEND_MODEL, classify
+from genre_serve.client.client import RECOMMEND_MODEL, classify, protocol_module
 from genre_serve.errors import InvalidRequestError
 
 GOOD_K = 5
+# (name, datatype, value) of each input tensor; the shape is the value's.
+Tensors = list[tuple[str, str, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class BadInput:
     name: str
     # tensors: (name, datatype, numpy value); shape is the value's shape
-    tensors: Callable[[Sequence[str]], list[tuple[str, str, np.ndarray]]]
+    tensors: Callable[[Sequence[str]], Tensors]
     field: str | None  # the error must name this input; None: the request must be answered
     check: Callable[[list[str], Sequence[str], int], str | None] | None = None  # answered: problem or None
 
@@ -103,20 +105,18 @@ def recommend_cases() -> list[BadInput]:
     ]
 
 
-def _module(protocol: str):
-    if protocol == "http":
-        import tritonclient.http as module
-    else:
-        import tritonclient.grpc as module
-    return module
-
-
-def send(client, module, tensors: list[tuple[str, str, np.ndarray]], timeout_s: float = 30.0):
-    inputs = []
+def infer_inputs(module, tensors: Tensors) -> list:
+    """tritonclient InferInputs (HTTP or gRPC `module`) exactly as given."""
+    out = []
     for name, dtype, value in tensors:
         t = module.InferInput(name, list(value.shape), dtype)
         t.set_data_from_numpy(value)
-        inputs.append(t)
+        out.append(t)
+    return out
+
+
+def send(client, module, tensors: Tensors, timeout_s: float = 30.0):
+    inputs = infer_inputs(module, tensors)
     outputs = [module.InferRequestedOutput("ITEM_IDS"), module.InferRequestedOutput("SCORES")]
     kwargs = {"client_timeout": timeout_s} if module.__name__.endswith("grpc") else {}
     return client.infer(RECOMMEND_MODEL, inputs, outputs=outputs, **kwargs)
@@ -132,7 +132,7 @@ def good_request_answered(client, module, catalog: Sequence[str]) -> bool:
 
 def run_case(case: BadInput, protocol: str, url: str, catalog: Sequence[str], max_k: int) -> CaseResult:
     """Sends one case and a good request after it; judges the answer."""
-    module = _module(protocol)
+    module = protocol_module(protocol)
     client = (module.InferenceServerClient(url, network_timeout=60.0) if protocol == "http"
               else module.InferenceServerClient(url))
     try:

@@ -9,14 +9,15 @@ requests of the burst must answer exactly as they do when sent alone.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from genre_serve.client.client import classify
 from genre_serve.export import model_configs as mc
-
-Tensors = list[tuple[str, str, np.ndarray]]
+from genre_serve.reliability.bad_inputs import Tensors, infer_inputs
 
 
 @dataclass
@@ -34,15 +35,6 @@ class BurstReport:
     def passed(self) -> bool:
         return self.batched_bursts > 0 and self.good_mismatches == 0 and all(
             o.startswith("ok") for o in self.bad_outcomes)
-
-
-def _inputs(module, tensors: Tensors):
-    out = []
-    for name, dtype, value in tensors:
-        t = module.InferInput(name, list(value.shape), dtype)
-        t.set_data_from_numpy(value)
-        out.append(t)
-    return out
 
 
 def _same(got: np.ndarray, want: np.ndarray) -> bool:
@@ -68,16 +60,16 @@ def burst(http_url: str, model: str, outputs: list[str], good: list[Tensors], ba
     client = module.InferenceServerClient(http_url, concurrency=len(good) + 1, network_timeout=60.0)
     try:
         requested = [module.InferRequestedOutput(o) for o in outputs]
-        alone = [[client.infer(model, _inputs(module, t), outputs=requested).as_numpy(o) for o in outputs]
+        alone = [[client.infer(model, infer_inputs(module, t), outputs=requested).as_numpy(o) for o in outputs]
                  for t in good]
         while report.bursts < max_bursts and report.batched_bursts < min_batched:
             before = _executions(client, model)
             order = list(range(len(good)))
             middle = len(order) // 2
-            pending = [(i, client.async_infer(model, _inputs(module, good[i]), outputs=requested))
+            pending = [(i, client.async_infer(model, infer_inputs(module, good[i]), outputs=requested))
                        for i in order[:middle]]
-            pending.append((-1, client.async_infer(model, _inputs(module, bad), outputs=requested)))
-            pending += [(i, client.async_infer(model, _inputs(module, good[i]), outputs=requested))
+            pending.append((-1, client.async_infer(model, infer_inputs(module, bad), outputs=requested)))
+            pending += [(i, client.async_infer(model, infer_inputs(module, good[i]), outputs=requested))
                         for i in order[middle:]]
             for i, handle in pending:
                 try:
@@ -105,6 +97,17 @@ def burst(http_url: str, model: str, outputs: list[str], good: list[Tensors], ba
     finally:
         client.close()
     return report
+
+
+def served_shapes(repository) -> dict:
+    """Catalog size and tensor widths of a repository's newest version: what a
+    burst needs to build well-formed requests for the internal models."""
+    from genre_serve.export.repository import versions_of  # (imports torch: only when needed)
+
+    folder = Path(repository) / mc.RECOMMEND / str(versions_of(Path(repository), mc.RECOMMEND)[-1])
+    meta = json.loads((folder / "recommend.json").read_text())
+    return {"num_items": len(json.loads((folder / "catalog.json").read_text())["ids"]),
+            "cf_dim": int(meta["cf_dim"]), "ct_dim": int(meta["ct_dim"]), "max_history": int(meta["max_history"])}
 
 
 def retrieve_burst(http_url: str, num_items: int, cf_dim: int, ct_dim: int, size: int = 12, seed: int = 0):

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.request
 from dataclasses import dataclass
 
 from genre_serve.client.client import RECOMMEND_MODEL
+from genre_serve.serving.launcher import http_ready
 
 PATH = f"/v2/models/{RECOMMEND_MODEL}/infer"
 
@@ -65,6 +65,10 @@ def cases(host: str) -> list[RawCase]:
         {"name": "HISTORY", "shape": [1], "datatype": "BYTES", "data": ["x"]},
         {"name": "K", "shape": [1], "datatype": "INT32", "data": [3]},
     ]}).encode()
+    wrong_shape = json.dumps({"inputs": [
+        {"name": "HISTORY", "shape": [4], "datatype": "BYTES", "data": ["x"]},  # 4 declared, 1 sent
+        {"name": "K", "shape": [1], "datatype": "INT32", "data": [3]},
+    ]}).encode()
     history = (1).to_bytes(4, "little") + b"x"  # one BYTES element: 4-byte length + the bytes
     k = (3).to_bytes(4, "little", signed=True)
     json_type = {"Content-Type": "application/json"}
@@ -73,12 +77,7 @@ def cases(host: str) -> list[RawCase]:
                                            host)),
         RawCase("JSON of the wrong structure", _request(b'{"inputs": 5}', json_type | {"Content-Length": "13"}, host)),
         RawCase("JSON data that disagrees with its shape",
-                _request(json.dumps({"inputs": [
-                    {"name": "HISTORY", "shape": [4], "datatype": "BYTES", "data": ["x"]},
-                    {"name": "K", "shape": [1], "datatype": "INT32", "data": [3]}]}).encode(),
-                         json_type | {"Content-Length": str(len(json.dumps({"inputs": [
-                             {"name": "HISTORY", "shape": [4], "datatype": "BYTES", "data": ["x"]},
-                             {"name": "K", "shape": [1], "datatype": "INT32", "data": [3]}]})))}, host)),
+                _request(wrong_shape, json_type | {"Content-Length": str(len(wrong_shape))}, host)),
         RawCase("Content-Length shorter than the body",
                 _request(good_json, json_type | {"Content-Length": str(len(good_json) // 2)}, host)),
         RawCase("Content-Length longer than the body (then no more bytes)",
@@ -127,14 +126,6 @@ def send_raw(address: tuple[str, int], case: RawCase, timeout_s: float = 10.0) -
         return None, f"not an HTTP answer: {status_line[:80]!r}"
 
 
-def server_is_up(http_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def verdict_of(status: int | None, detail: str) -> str:
     if status is not None and 400 <= status < 500:
         return "4xx"
@@ -150,4 +141,4 @@ def run_case(case: RawCase, http_url: str) -> RawResult:
     host, port = http_url.rsplit(":", 1)
     status, detail = send_raw((host, int(port)), case)
     return RawResult(case.name, status, detail.replace("\r", " ").replace("\n", " "), verdict_of(status, detail),
-                     server_is_up(http_url))
+                     http_ready(http_url, timeout_s=5))

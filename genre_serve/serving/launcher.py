@@ -86,6 +86,15 @@ def assemble_backends(dest: Path) -> Path:
     return dest
 
 
+def http_ready(http_url: str, timeout_s: float = 2.0) -> bool:
+    """Whether the server at `http_url` ("host:port") answers its readiness probe."""
+    try:
+        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=timeout_s) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def server_environment() -> dict[str, str]:
     env = dict(os.environ)
     libs = [
@@ -203,11 +212,7 @@ class TritonServer:
         return "\n".join(errors[-10:] + ["..."] + list(self._log)[-15:])
 
     def is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ready(self.http_url)
 
     def wait_until_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

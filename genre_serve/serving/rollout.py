@@ -5,14 +5,14 @@ Triton serves the old genre_recommend until the new one is ready."""
 
 from __future__ import annotations
 
-from genre_serve.client.client import _module, classify
+from genre_serve.client.client import classify, protocol_module
 from genre_serve.export.model_configs import ITEM_TOWER, RANKER, RECOMMEND, RETRIEVE, USER_TOWER
 
 LOAD_ORDER = (ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND)
 
 
 def load_latest(url: str, protocol: str = "http") -> None:
-    module = _module(protocol)
+    module = protocol_module(protocol)
     client = module.InferenceServerClient(url)
     try:
         for model in LOAD_ORDER:

@@ -3,7 +3,6 @@ and HTTP boundaries, one bad request in a dynamic batch, overload rejections,
 and a server killed and restarted under load. The long runs of the same
 checks, with figures, are benchmarks/reliability.py."""
 
-import json
 import shutil
 import time
 
@@ -61,23 +60,18 @@ def strict_server(repository, tmp_path_factory):
         yield srv
 
 
-def _dims(repository):
-    meta = json.loads((repository / mc.RECOMMEND / "1" / "recommend.json").read_text())
-    size = len(json.loads((repository / mc.RECOMMEND / "1" / "catalog.json").read_text())["ids"])
-    return size, meta
-
-
 def test_one_bad_request_in_a_retrieve_batch_fails_alone(strict_server, repository):
-    size, meta = _dims(repository)
-    report = batching.retrieve_burst(strict_server.http_url, size, meta["cf_dim"], meta["ct_dim"], size=8)
+    shapes = batching.served_shapes(repository)
+    report = batching.retrieve_burst(strict_server.http_url, shapes["num_items"], shapes["cf_dim"], shapes["ct_dim"],
+                                     size=8)
     assert report.batched_bursts > 0, "the burst was never batched: nothing was shown"
     assert report.good_mismatches == 0 and report.good_requests == 8 * report.bursts
     assert report.passed, report.bad_outcomes
 
 
 def test_out_of_range_indices_in_a_user_tower_batch_are_answered_and_harm_no_one(strict_server, repository):
-    size, meta = _dims(repository)
-    report = batching.user_tower_burst(strict_server.http_url, size, meta["max_history"], size=8)
+    shapes = batching.served_shapes(repository)
+    report = batching.user_tower_burst(strict_server.http_url, shapes["num_items"], shapes["max_history"], size=8)
     assert report.batched_bursts > 0
     assert report.passed, report
 
