@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="genre_recommend/genre_item_tower reject requests past this many waiting (0: unbounded; "
                         "default: %(default)s)")
     x.add_argument("--max-k", type=int, default=1000, help="largest K genre_recommend answers (default: %(default)s)")
+    x.add_argument("--new-items", choices=("content", "discounted"), default="content",
+                   help="items without interactions: scored by their content alone (default), or discounted "
+                        "like every item (alpha * 0 + (1 - alpha) * content: they rarely reach a top K)")
     x.add_argument("--queue-timeout-us", type=int, default=0,
                    help="reject requests still waiting after this long (0: no limit)")
     x.add_argument("--gpu", action="store_true", help="instance groups KIND_GPU (for the NGC container on GPU hosts)")
@@ -110,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--items", type=Path, required=True, help="CSV/Parquet: item_id,title[,text,tags]")
     a.add_argument("--keep-versions", type=int, default=3)
     a.add_argument("--url", help="also load the new version into the server at this HTTP URL")
+    r = commands.add_parser("refresh-popularity",
+                            help="recount the served recent popularity from a newer log, as a new version")
+    r.add_argument("target", type=Path, help="a model repository, or a run directory with model_repository/")
+    r.add_argument("--interactions", type=Path, required=True, help="CSV/Parquet: user_id,item_id,timestamp")
+    r.add_argument("--at", help="the time to count back from (seconds or a date; default: just after the log's "
+                                "newest interaction)")
+    r.add_argument("--keep-versions", type=int, default=3)
+    r.add_argument("--url", help="also load the new version into the server at this HTTP URL")
     return parser
 
 
@@ -199,7 +210,7 @@ def cmd_export(args) -> int:
     if args.max_k < 1:
         raise UsageError("--max-k: must be at least 1")
     result = export_run(args.run_dir, args.model_repository, args.version, serving, args.keep_versions,
-                        max_k=args.max_k)
+                        max_k=args.max_k, new_items=args.new_items)
     diffs = ", ".join(f"{m} {d:.1e}" for m, d in result.max_abs_diff.items())
     print(f"exported version {result.version} to {result.repository} (onnxruntime vs PyTorch max |diff|: {diffs})")
     if result.removed_versions:
@@ -214,6 +225,28 @@ def cmd_add_items(args) -> int:
     repo, version, count = add_items(args.target, args.items, args.keep_versions)
     print(f"added {count} item(s) as version {version} of {repo}")
     _roll_out(args.url, version)
+    return EXIT_OK
+
+
+def cmd_refresh_popularity(args) -> int:
+    import pandas as pd
+
+    from genre_serve.data.dataset import parse_timestamps
+    from genre_serve.errors import DataError
+    from genre_serve.export.refresh_popularity import refresh_popularity
+
+    at = None
+    if args.at is not None:
+        parsed = parse_timestamps(pd.Series([args.at]))[0]
+        if pd.isna(parsed):
+            raise DataError(f"--at: cannot read {args.at!r} as a time (seconds since the epoch or a date)")
+        at = int(parsed)
+    res = refresh_popularity(args.target, args.interactions, at, args.keep_versions)
+    when = pd.Timestamp(res.at, unit="s", tz="UTC").isoformat()
+    print(f"recent popularity at {when}: {res.counted} interaction(s) in the window; skipped "
+          f"{res.unknown_items} row(s) with an item outside the catalog, {res.malformed} malformed; "
+          f"version {res.version} of {res.repository}")
+    _roll_out(args.url, res.version)
     return EXIT_OK
 
 
@@ -331,6 +364,7 @@ COMMANDS = {
     "quickstart": cmd_quickstart,
     "export": cmd_export,
     "add-items": cmd_add_items,
+    "refresh-popularity": cmd_refresh_popularity,
     "serve": cmd_serve,
     "recommend": cmd_recommend,
 }

@@ -29,6 +29,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 10% of lr over the epochs)
     weight_decay: float = 0.0
     aux_weight: float = 0.5  # weight of the CF-only and content-only losses
+    ema_decay: float = 0.998  # > 0: validate and keep an exponential moving average of the weights (0: off)
     patience: int = 8  # epochs without a better validation NDCG@10 before stopping
     num_negatives: int = 0  # 0: softmax over the whole catalog; > 0: sampled softmax
     max_positions_per_user: int = 100  # training targets drawn per user per epoch (most recent)

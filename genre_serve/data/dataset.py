@@ -99,7 +99,7 @@ def _blank(series: pd.Series) -> pd.Series:
     return series.isna() | (series.astype(str).str.strip() == "")
 
 
-def _parse_timestamps(series: pd.Series) -> pd.Series:
+def parse_timestamps(series: pd.Series) -> pd.Series:
     """Seconds since the epoch from numbers or date strings; NaN where unparseable."""
     numeric = pd.to_numeric(series, errors="coerce")
     if numeric.notna().sum() >= series.notna().sum() * 0.5:
@@ -120,7 +120,7 @@ def clean_interactions(raw: pd.DataFrame, config: DataConfig, report: CleaningRe
         df = df[~bad]
     df["user_id"] = df["user_id"].astype(str).str.strip()
     df["item_id"] = df["item_id"].astype(str).str.strip()
-    ts = _parse_timestamps(df["timestamp"])
+    ts = parse_timestamps(df["timestamp"])
     report.drop("malformed timestamp", ts.isna().sum())
     df = df[ts.notna()].assign(timestamp=ts[ts.notna()].astype(np.int64))
     if "rating" in df.columns:

@@ -28,19 +28,38 @@ class Split:
     test_scenario: np.ndarray
     cold_items: np.ndarray
     cold_targets: list[np.ndarray]  # per user: held-out items they interacted with
+    # Timestamps (seconds) of the same interactions: the time of a request is
+    # the time of the interaction it predicts (recent popularity is read then).
+    train_times: list[np.ndarray] | None = None
+    valid_time: np.ndarray | None = None
+    test_time: np.ndarray | None = None
+    cold_times: list[np.ndarray] | None = None
 
     @property
     def num_users(self) -> int:
         return len(self.train_items)
 
+    @property
+    def has_times(self) -> bool:
+        return self.train_times is not None
+
+    def stage_times(self, name: str) -> np.ndarray:
+        """Timestamps of the targets of stage(name), in the same order."""
+        if not self.has_times:
+            raise ValueError("this split has no timestamps (a run saved before they were kept)")
+        target, times = self._stage_arrays(name)[0], (self.valid_time if name == "valid" else self.test_time)
+        return times[target >= 0]
+
+    def _stage_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name == "valid":
+            return self.valid_item, self.valid_scenario
+        if name == "test":
+            return self.test_item, self.test_scenario
+        raise ValueError(f"stage: 'valid' or 'test', got {name!r}")
+
     def stage(self, name: str) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
         """(users, histories, history scenarios, targets, target scenarios) of users with a target."""
-        if name == "valid":
-            target, scen = self.valid_item, self.valid_scenario
-        elif name == "test":
-            target, scen = self.test_item, self.test_scenario
-        else:
-            raise ValueError(f"stage: 'valid' or 'test', got {name!r}")
+        target, scen = self._stage_arrays(name)
         users = np.flatnonzero(target >= 0)
         hist, hist_s = [], []
         for u in users:
@@ -81,6 +100,10 @@ def _empty_split(num_users: int, num_items: int, cold: np.ndarray) -> Split:
         test_scenario=np.zeros(num_users, np.int64),
         cold_items=cold,
         cold_targets=[],
+        train_times=[],
+        valid_time=np.zeros(num_users, np.int64),
+        test_time=np.zeros(num_users, np.int64),
+        cold_times=[],
     )
 
 
@@ -88,20 +111,22 @@ def leave_last_out(ds: Dataset, cold_item_fraction: float = 0.0, seed: int = 0) 
     cold = pick_cold_items(ds, cold_item_fraction, seed)
     is_cold = np.zeros(ds.num_items, bool)
     is_cold[cold] = True
-    items_per_user, scen_per_user, _ = ds.sequences()
+    items_per_user, scen_per_user, ts_per_user = ds.sequences()
     split = _empty_split(len(items_per_user), ds.num_items, cold)
-    for u, (items, scens) in enumerate(zip(items_per_user, scen_per_user)):
+    for u, (items, scens, ts) in enumerate(zip(items_per_user, scen_per_user, ts_per_user)):
         warm = ~is_cold[items]
         split.cold_targets.append(items[~warm])
-        items, scens = items[warm], scens[warm]
+        split.cold_times.append(ts[~warm])
+        items, scens, ts = items[warm], scens[warm], ts[warm]
         if len(items) >= 2:
-            split.test_item[u], split.test_scenario[u] = items[-1], scens[-1]
-            items, scens = items[:-1], scens[:-1]
+            split.test_item[u], split.test_scenario[u], split.test_time[u] = items[-1], scens[-1], ts[-1]
+            items, scens, ts = items[:-1], scens[:-1], ts[:-1]
         if len(items) >= 2:
-            split.valid_item[u], split.valid_scenario[u] = items[-1], scens[-1]
-            items, scens = items[:-1], scens[:-1]
+            split.valid_item[u], split.valid_scenario[u], split.valid_time[u] = items[-1], scens[-1], ts[-1]
+            items, scens, ts = items[:-1], scens[:-1], ts[:-1]
         split.train_items.append(items)
         split.train_scenarios.append(scens)
+        split.train_times.append(ts)
     return split
 
 
@@ -115,15 +140,18 @@ def time_split(ds: Dataset, test_fraction: float = 0.1) -> Split:
     items_per_user, scen_per_user, ts_per_user = ds.sequences()
     split = _empty_split(len(items_per_user), ds.num_items, np.zeros(0, np.int64))
     split.cold_targets = [np.zeros(0, np.int64) for _ in items_per_user]
+    split.cold_times = [np.zeros(0, np.int64) for _ in items_per_user]
     for u, (items, scens, ts) in enumerate(zip(items_per_user, scen_per_user, ts_per_user)):
         before = ts < cutoff
-        past, past_s = items[before], scens[before]
+        past, past_s, past_t = items[before], scens[before], ts[before]
         if before.sum() < len(items) and len(past) >= 1:
             first_after = np.flatnonzero(~before)[0]
             split.test_item[u], split.test_scenario[u] = items[first_after], scens[first_after]
+            split.test_time[u] = ts[first_after]
         if len(past) >= 2:
-            split.valid_item[u], split.valid_scenario[u] = past[-1], past_s[-1]
-            past, past_s = past[:-1], past_s[:-1]
+            split.valid_item[u], split.valid_scenario[u], split.valid_time[u] = past[-1], past_s[-1], past_t[-1]
+            past, past_s, past_t = past[:-1], past_s[:-1], past_t[:-1]
         split.train_items.append(past)
         split.train_scenarios.append(past_s)
+        split.train_times.append(past_t)
     return split

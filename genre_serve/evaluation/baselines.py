@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from genre_serve.data.split import Split
 from genre_serve.evaluation.metrics import ndcg_at, ranks_of_targets
+from genre_serve.models.recent_popularity import RecentPopularity
 
 
 def interaction_matrix(split: Split) -> sp.csr_matrix:
@@ -35,8 +36,29 @@ class MostPopular:
         self.counts = split.train_counts().astype(np.float32)
         return self
 
-    def score(self, users, histories, scenarios) -> np.ndarray:
+    def score(self, users, histories, scenarios, times=None) -> np.ndarray:
         return np.broadcast_to(self.counts, (len(histories), self.counts.size))
+
+
+class RecentPopular:
+    """Items by their interactions in the `window_days` before each request
+    (global popularity breaks ties): the non-personalised signal that GENRE's
+    recent-popularity column carries, shown on its own."""
+
+    def __init__(self, window_days: float = 14.0):
+        self.window_days = window_days
+        self.name = f"recent-popular ({window_days:g} days)"
+
+    def fit(self, split: Split) -> "RecentPopular":
+        self.trends = RecentPopularity.of_split(split, self.window_days)
+        counts = split.train_counts().astype(np.float32)
+        self.tiebreak = 1e-3 * counts / max(counts.max(), 1.0)
+        return self
+
+    def score(self, users, histories, scenarios, times=None) -> np.ndarray:
+        if times is None:
+            raise ValueError("recent-popular scores need the request times")
+        return self.trends.at(times) + self.tiebreak
 
 
 class ItemKNN:
@@ -60,7 +82,7 @@ class ItemKNN:
         self.sim = _keep_top_per_row(sim, self.neighbours)
         return self
 
-    def score(self, users, histories, scenarios) -> np.ndarray:
+    def score(self, users, histories, scenarios, times=None) -> np.ndarray:
         rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
         cols = np.concatenate(histories) if len(rows) else np.zeros(0, np.int64)
         H = sp.csr_matrix((np.ones(cols.size, np.float32), (rows, cols)), shape=(len(histories), self.sim.shape[0]))
@@ -106,7 +128,7 @@ class ImplicitMF:
         self.item_factors = np.asarray(model.item_factors)
         return self
 
-    def score(self, users, histories, scenarios) -> np.ndarray:
+    def score(self, users, histories, scenarios, times=None) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
 
 
@@ -200,7 +222,7 @@ class SASRec:
         return self
 
     @torch.inference_mode()
-    def score(self, users, histories, scenarios) -> np.ndarray:
+    def score(self, users, histories, scenarios, times=None) -> np.ndarray:
         self.net.eval()
         out = []
         for s in range(0, len(histories), 256):

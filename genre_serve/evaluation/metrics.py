@@ -23,19 +23,45 @@ def recall_at_with_ties(scores: np.ndarray, targets: np.ndarray, k: int) -> floa
     candidates scoring higher and e others scoring the same, the target lands
     uniformly in positions g..g+e, so P(position < k) = clip((k - g) / (e + 1), 0, 1).
     All-equal scores (no information) give k / M, never a perfect score."""
+    hits = hit_probabilities_with_ties(scores, targets, k)
+    return float(hits.mean()) if hits.size else 0.0
+
+
+def hit_probabilities_with_ties(scores: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the probability that the target lands in the top k (see recall_at_with_ties)."""
     if not len(targets):
-        return 0.0
+        return np.zeros(0)
     target_scores = scores[np.arange(len(targets)), targets][:, None]
     greater = (scores > target_scores).sum(1)
     equal = (scores == target_scores).sum(1) - 1
-    return float(np.clip((k - greater) / (equal + 1), 0.0, 1.0).mean())
+    return np.clip((k - greater) / (equal + 1), 0.0, 1.0)
+
+
+def ndcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per-target NDCG@k (one relevant item: 1 / log2(rank + 2) inside the top k)."""
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
 def ndcg_at(ranks: np.ndarray, k: int) -> float:
-    if not ranks.size:
-        return 0.0
-    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return float(gains.mean())
+    return float(ndcg_gains(ranks, k).mean()) if ranks.size else 0.0
+
+
+def bootstrap_ci(values: np.ndarray, baseline: np.ndarray | None = None, reps: int = 2000,
+                 seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(values), or, given a paired
+    `baseline` (the same rows under another method), of mean(values) /
+    mean(baseline). Rows (users) are resampled with replacement: the interval
+    says how much of a figure is the draw of test users."""
+    values = np.asarray(values, np.float64)
+    if not values.size:
+        return float("nan"), float("nan")
+    rows = np.random.default_rng(seed).integers(0, values.size, (reps, values.size))
+    stat = values[rows].mean(1)
+    if baseline is not None:
+        base = np.asarray(baseline, np.float64)[rows].mean(1)
+        stat = np.divide(stat, base, out=np.full_like(stat, np.nan), where=base > 0)
+    lo, hi = np.nanquantile(stat, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def mrr(ranks: np.ndarray) -> float:

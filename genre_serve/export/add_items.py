@@ -11,7 +11,6 @@ also work inside histories.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from genre_serve.data.dataset import item_text
 from genre_serve.data.loaders import read_table
 from genre_serve.errors import DataError
 from genre_serve.export import model_configs as mc
-from genre_serve.export.repository import ExportError, check_repository, next_version, prune_versions, versions_of
+from genre_serve.export.repository import ExportError, derive_version
 
 
 def resolve_repository(target: str | Path) -> Path:
@@ -84,26 +83,15 @@ def _append_rows(onnx_path: Path, rows: dict[str, np.ndarray]) -> None:
 def add_items(target: str | Path, items_file: str | Path, keep_versions: int = 3) -> tuple[Path, int, int]:
     """Returns (repository, new version, number of items added)."""
     repo = resolve_repository(target)
-    latest = max(versions_of(repo, mc.RECOMMEND), default=None)
-    if latest is None:
-        raise ExportError(f"{repo}: genre_recommend has no version to extend")
-    missing = [m for m in mc.MODELS if latest not in versions_of(repo, m)]
-    if missing:
-        raise ExportError(f"{repo}: version {latest} is missing for {', '.join(missing)}")
-    check_repository(repo)  # every file present, every ONNX file valid: one clear error, not a traceback
-    src = {m: repo / m / str(latest) for m in mc.MODELS}
-    catalog = json.loads((src[mc.RECOMMEND] / "catalog.json").read_text())
-    ids, titles, texts = read_new_items(items_file, set(catalog["ids"]))
-    item_ct_new = embed_with_item_tower(src[mc.ITEM_TOWER], texts)
-    cf_dim = np.load(src[mc.RETRIEVE] / "item_cf.npy", mmap_mode="r").shape[1]
-    item_cf_new = np.zeros((len(ids), cf_dim), np.float32)  # no interactions: no CF vector, no bias
+    added = []
 
-    version = next_version(repo)
-    staging = {m: repo / m / f".{version}.staging" for m in mc.MODELS}
-    try:
-        for m in mc.MODELS:
-            shutil.rmtree(staging[m], ignore_errors=True)
-            shutil.copytree(src[m], staging[m])
+    def edit(src: dict[str, Path], staging: dict[str, Path]) -> None:
+        catalog = json.loads((src[mc.RECOMMEND] / "catalog.json").read_text())
+        ids, titles, texts = read_new_items(items_file, set(catalog["ids"]))
+        item_ct_new = embed_with_item_tower(src[mc.ITEM_TOWER], texts)
+        cf_dim = np.load(src[mc.RETRIEVE] / "item_cf.npy", mmap_mode="r").shape[1]
+        # No interactions: no CF vector, no bias, no recent popularity.
+        item_cf_new = np.zeros((len(ids), cf_dim), np.float32)
         for name, new in (("item_cf", item_cf_new), ("item_ct", item_ct_new)):
             path = staging[mc.RETRIEVE] / f"{name}.npy"
             np.save(path, np.concatenate([np.load(path), new]))
@@ -113,10 +101,7 @@ def add_items(target: str | Path, items_file: str | Path, keep_versions: int = 3
         (staging[mc.RECOMMEND] / "catalog.json").write_text(json.dumps(catalog))
         pop_path = staging[mc.RECOMMEND] / "popularity.npy"
         np.save(pop_path, np.concatenate([np.load(pop_path), np.zeros(len(ids), np.float32)]))
-        for m in (mc.ITEM_TOWER, mc.USER_TOWER, mc.RETRIEVE, mc.RANKER, mc.RECOMMEND):
-            staging[m].rename(repo / m / str(version))
-    finally:
-        for folder in staging.values():
-            shutil.rmtree(folder, ignore_errors=True)
-    prune_versions(repo, keep_versions)
-    return repo, version, len(ids)
+        added.extend(ids)
+
+    version = derive_version(repo, edit, keep_versions)
+    return repo, version, len(added)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from genre_serve.export.onnx_models import (
     user_tower_examples,
 )
 from genre_serve.models.text_encoder import TextEncoder, load_tokenizer
+from genre_serve.retrieval import check_new_item_rule
 from genre_serve.train.run_dir import Run, load_run
 
 PYTHON_MODEL_SHIMS = {
@@ -117,6 +119,7 @@ def catalog_documents(run: Run, depth: int, max_k: int) -> tuple[dict, dict, np.
         "max_k": max_k,
         "cf_dim": run.config.model.cf_dim,
         "ct_dim": run.config.model.dim,
+        "recent_popularity_days": run.config.model.recent_popularity_days,
         "dataset": run.meta.get("dataset"),
     }
     return catalog, meta, popularity
@@ -130,7 +133,12 @@ def export_run(
     keep_versions: int = 3,
     depth: int | None = None,
     max_k: int = 1000,
+    new_items: str = "content",
 ) -> ExportResult:
+    try:
+        check_new_item_rule(new_items)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     run = load_run(run_dir)
     repo = Path(repository)
     repo.mkdir(parents=True, exist_ok=True)
@@ -158,7 +166,7 @@ def export_run(
             item_cf, item_ct = (t.numpy().astype(np.float32) for t in model.items.tables())
         np.save(staging[mc.RETRIEVE] / "item_cf.npy", item_cf)
         np.save(staging[mc.RETRIEVE] / "item_ct.npy", item_ct)
-        (staging[mc.RETRIEVE] / "retrieve.json").write_text(json.dumps({"max_k": max_k}))
+        (staging[mc.RETRIEVE] / "retrieve.json").write_text(json.dumps({"max_k": max_k, "new_items": new_items}))
         catalog, meta, popularity = catalog_documents(run, depth, max_k)
         (staging[mc.RECOMMEND] / "catalog.json").write_text(json.dumps(catalog))
         (staging[mc.RECOMMEND] / "recommend.json").write_text(json.dumps(meta, indent=2))
@@ -174,6 +182,39 @@ def export_run(
             shutil.rmtree(folder, ignore_errors=True)
     result.removed_versions = prune_versions(repo, keep_versions)
     return result
+
+
+def derive_version(repository: Path, edit: Callable[[dict[str, Path], dict[str, Path]], None],
+                   keep_versions: int = 3) -> int:
+    """A new version of every model from the latest one, changed by
+    `edit(latest folders, new folders)` before anything is published. The new
+    folders are staged beside the old ones and renamed into place,
+    dependencies first, so a server polling the repository never sees half a
+    version; on any error nothing is published. Returns the new version."""
+    latest = max(versions_of(repository, mc.RECOMMEND), default=None)
+    if latest is None:
+        raise ExportError(f"{repository}: genre_recommend has no version to derive a new one from")
+    missing = [m for m in mc.MODELS if latest not in versions_of(repository, m)]
+    if missing:
+        raise ExportError(f"{repository}: version {latest} is missing for {', '.join(missing)}")
+    check_repository(repository)  # every file present, every ONNX file valid: one clear error, not a traceback
+    if keep_versions < 1:
+        raise ExportError("keep_versions must be at least 1")
+    src = {m: repository / m / str(latest) for m in mc.MODELS}
+    version = next_version(repository)
+    staging = {m: repository / m / f".{version}.staging" for m in mc.MODELS}
+    try:
+        for m in mc.MODELS:
+            shutil.rmtree(staging[m], ignore_errors=True)
+            shutil.copytree(src[m], staging[m])
+        edit(src, staging)
+        for m in (mc.ITEM_TOWER, mc.USER_TOWER, mc.RETRIEVE, mc.RANKER, mc.RECOMMEND):
+            staging[m].rename(repository / m / str(version))
+    finally:
+        for folder in staging.values():
+            shutil.rmtree(folder, ignore_errors=True)
+    prune_versions(repository, keep_versions)
+    return version
 
 
 # The files each model's version folder must hold (besides folders such as tokenizer/).

@@ -22,13 +22,21 @@ class ModelConfig:
     dropout: float = 0.2
     ranker_hidden: tuple[int, ...] = (128, 64)
     item_bias: bool = True  # a learned popularity bias per item, folded into the CF space
+    # > 0: the CF score adds w_scenario * log1p(interactions of the item in the
+    # last `recent_popularity_days` days), see models/recent_popularity.py. 0: off.
+    recent_popularity_days: float = 14.0
+
+    @property
+    def recent_popularity(self) -> bool:
+        return self.recent_popularity_days > 0
 
     @property
     def cf_dim(self) -> int:
         """Width of CF vectors: dim, plus one column carrying the item bias
-        (item side) against a constant 1 (user side), so that <u, v> + b_i is
-        still one dot product for fused_topk."""
-        return self.dim + (1 if self.item_bias else 0)
+        (item side) against a constant 1 (user side), plus one carrying the
+        item's recent popularity against the scenario's weight for it, so that
+        the CF score is still one dot product for fused_topk."""
+        return self.dim + (1 if self.item_bias else 0) + (1 if self.recent_popularity else 0)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -37,10 +45,19 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class ItemTowers(nn.Module):
-    """CF embeddings and the trainable projection of the frozen text vectors."""
+    """CF embeddings and the trainable projection of the frozen text vectors.
 
-    def __init__(self, num_items: int, text_vectors: torch.Tensor, dim: int, item_bias: bool = True):
+    With recent popularity on, `trend` [N + 1] holds the snapshot that the
+    served tables carry as the last CF column (set when training ends).
+    """
+
+    def __init__(self, num_items: int, text_vectors: torch.Tensor, dim: int, item_bias: bool = True,
+                 recent_popularity: bool = False):
         super().__init__()
+        if recent_popularity:
+            self.register_buffer("trend", torch.zeros(num_items + 1), persistent=True)
+        else:
+            self.trend = None
         self.cf = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.bias = nn.Embedding(num_items + 1, 1, padding_idx=0) if item_bias else None
         if self.bias is not None:
@@ -67,7 +84,12 @@ class ItemTowers(nn.Module):
         projecting every history position of a batch separately.
         """
         ct = self.proj(self.text[1:])
-        cf = self.cf.weight if self.bias is None else torch.cat([self.cf.weight, self.bias.weight], 1)
+        columns = [self.cf.weight]
+        if self.bias is not None:
+            columns.append(self.bias.weight)
+        if self.trend is not None:
+            columns.append(self.trend.unsqueeze(1))
+        cf = columns[0] if len(columns) == 1 else torch.cat(columns, 1)
         return cf, torch.cat([torch.zeros_like(ct[:1]), ct])
 
     def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +106,8 @@ class UserEncoder(nn.Module):
         super().__init__()
         h = cfg.hidden
         self.cfg = cfg
-        self.inp = nn.Linear(cfg.cf_dim + cfg.dim, h)
+        self.history_cf_dim = cfg.cf_dim - (1 if cfg.recent_popularity else 0)
+        self.inp = nn.Linear(self.history_cf_dim + cfg.dim, h)
         self.recency = nn.Embedding(cfg.max_history, h)  # position counted from the most recent
         self.scenario = nn.Embedding(num_scenarios, h)
         self.long_key = nn.Linear(h, h)
@@ -96,8 +119,15 @@ class UserEncoder(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.out_cf = nn.Linear(h, cfg.dim)
         self.out_ct = nn.Linear(h, cfg.dim)
+        if cfg.recent_popularity:
+            # Per scenario: how much recent popularity counts (starts at 0, learned).
+            self.trend_weight = nn.Embedding(num_scenarios, 1)
+            nn.init.zeros_(self.trend_weight.weight)
 
     def forward(self, hist_cf, hist_ct, mask, scenario):
+        # The history is read without the recent-popularity column: a snapshot
+        # at serve time, unset in training, it says nothing about the user.
+        hist_cf = hist_cf[..., : self.history_cf_dim]
         L = mask.shape[1]
         pos = torch.arange(L - 1, -1, -1, device=mask.device).clamp(max=self.cfg.max_history - 1)
         x = self.drop(torch.relu(self.inp(torch.cat([hist_cf, hist_ct], -1))) + self.recency(pos))
@@ -117,6 +147,8 @@ class UserEncoder(nn.Module):
         u_cf = self.out_cf(u)
         if self.cfg.item_bias:
             u_cf = torch.cat([u_cf, torch.ones_like(u_cf[:, :1])], 1)
+        if self.cfg.recent_popularity:
+            u_cf = torch.cat([u_cf, self.trend_weight(scenario)], 1)
         return u_cf, self.out_ct(u)
 
 
@@ -154,7 +186,7 @@ class GenreModel(nn.Module):
     def __init__(self, num_items: int, num_scenarios: int, text_vectors: torch.Tensor, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.items = ItemTowers(num_items, text_vectors, cfg.dim, cfg.item_bias)
+        self.items = ItemTowers(num_items, text_vectors, cfg.dim, cfg.item_bias, cfg.recent_popularity)
         self.user = UserEncoder(cfg, num_scenarios)
         self.alpha_logit = nn.Parameter(torch.zeros(num_scenarios))
         self.ranker = Ranker(cfg.cf_dim + cfg.dim, cfg.ranker_hidden, cfg.dropout)
@@ -176,9 +208,9 @@ class GenreModel(nn.Module):
         cf_table, ct_table = padded_tables if padded_tables is not None else self.items.padded_tables()
         return self.user(cf_table[history], ct_table[history], history > 0, scenario)
 
-    def scores(self, u_cf, u_ct, alpha, item_cf, item_ct):
+    def scores(self, u_cf, u_ct, alpha, item_cf, item_ct, trend=None):
         """Fused, CF and content scores of users against item tables [N, d]."""
-        s_cf, s_ct = u_cf @ item_cf.T, u_ct @ item_ct.T
+        s_cf, s_ct = cf_scores(u_cf, item_cf, trend), u_ct @ item_ct.T
         a = alpha.unsqueeze(-1)
         return a * s_cf + (1 - a) * s_ct, s_cf, s_ct
 
@@ -186,6 +218,25 @@ class GenreModel(nn.Module):
         """Ranker logits of candidates [B, K] given their vectors [B, K, d]."""
         feats = cross_features_torch(torch.cat([u_cf, u_ct], -1), torch.cat([cand_cf, cand_ct], -1), retrieval_scores)
         return self.ranker(feats)
+
+
+def cf_scores(u_cf, item_cf, trend=None):
+    """u_cf @ item_cf.T ([B, N]; torch or numpy). With `trend` [B, N], the
+    recent-popularity column (the last) is read per request from it instead of
+    from the table's snapshot: what training and evaluation use, where every
+    request has its own time."""
+    if trend is None:
+        return u_cf @ item_cf.T
+    return u_cf[:, :-1] @ item_cf[:, :-1].T + u_cf[:, -1:] * trend
+
+
+def candidate_cf(item_cf, candidates, trend=None):
+    """CF vectors of candidates [B, K] -> [B, K, d], with the recent-popularity
+    column taken from `trend` [B, N] where given (torch)."""
+    vectors = item_cf[candidates]
+    if trend is None:
+        return vectors
+    return torch.cat([vectors[..., :-1], trend.gather(1, candidates).unsqueeze(-1)], -1)
 
 
 def right_align(histories: list, max_len: int) -> torch.Tensor:

@@ -18,7 +18,8 @@ from genre_serve.train.run_dir import Run, load_run
 
 
 class InProcessRecommender:
-    def __init__(self, run: Run | str | Path, depth: int | None = None, max_k: int = 1000):
+    def __init__(self, run: Run | str | Path, depth: int | None = None, max_k: int = 1000,
+                 new_items: str = "content"):
         self.run = run if isinstance(run, Run) else load_run(run)
         self.model = self.run.model.eval()
         catalog, meta, popularity = catalog_documents(self.run, depth or self.run.config.ranker_depth, max_k)
@@ -33,7 +34,7 @@ class InProcessRecommender:
         )
         with torch.no_grad():
             self.padded = self.model.items.padded_tables()
-            self.tables = ItemTables(self.padded[0][1:].numpy(), self.padded[1][1:].numpy())
+            self.tables = ItemTables(self.padded[0][1:].numpy(), self.padded[1][1:].numpy(), new_items)
 
     @torch.inference_mode()
     def recommend(self, history: list[str], k: int = 10, scenario: str | None = None,

@@ -159,18 +159,24 @@ def retrieval_depth(catalog: Catalog, req: Request) -> int:
 class ItemTables:
     """The two item tables of a version and their concatenation (the ranker's item side)."""
 
-    def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray):
+    def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray, new_items: str = "content"):
+        from genre_serve.retrieval import NewItems, check_new_item_rule
+
         self.item_cf = np.ascontiguousarray(item_cf, dtype=np.float32)
         self.item_ct = np.ascontiguousarray(item_ct, dtype=np.float32)
         self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
+        by_content = check_new_item_rule(new_items) == "content"
+        self.new_items = NewItems(self.item_cf, self.item_ct) if by_content else None
 
     def candidates(self, u_cf, u_ct, alpha, exclude: np.ndarray, depth: int):
-        """One user's fused top-`depth` (excluded items never in it) and the
-        ranker's cross features: (indices [n], features [1, n, F]), n <= depth."""
-        from genre_serve.kernels import cross_features, fused_topk
+        """One user's fused top-`depth` (excluded items never in it; items
+        without CF signal by content alone) and the ranker's cross features:
+        (indices [n], features [1, n, F]), n <= depth."""
+        from genre_serve.kernels import cross_features
+        from genre_serve.retrieval import fused_topk_with_new_items
 
-        idx, scores = fused_topk(u_cf, self.item_cf, depth, user_ct=u_ct, item_ct=self.item_ct,
-                                 alpha=np.asarray(alpha, np.float32).reshape(-1), exclude=[exclude])
+        idx, scores = fused_topk_with_new_items(u_cf, u_ct, np.asarray(alpha, np.float32).reshape(-1),
+                                                self.item_cf, self.item_ct, depth, [exclude], self.new_items)
         n = int((idx[0] >= 0).sum())
         idx, scores = idx[:, :n], scores[:, :n]
         feats = cross_features(np.concatenate([u_cf, u_ct], 1), self.items_cat, idx, scores=scores)

@@ -1,5 +1,6 @@
 """genre_retrieve: fused two-space top-K over the whole catalog, the user's
-seen items excluded, plus the ranker's cross features of the candidates.
+seen items excluded (items without CF signal scored by content alone, see
+genre_serve/retrieval.py), plus the ranker's cross features of the candidates.
 
 All requests the dynamic batcher hands over are scored in one
 `genre_serve.kernels.fused_topk` call (one pass over the item tables for the
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from genre_serve.kernels import cross_features, fused_topk
+from genre_serve.kernels import cross_features
+from genre_serve.retrieval import NewItems, fused_topk_with_new_items
 from genre_serve.serving.triton_utils import error_response, required_input
 
 
@@ -28,6 +30,9 @@ class TritonPythonModel:
         self.ct_dim = self.item_ct.shape[1]
         meta = json.loads((version_dir / "retrieve.json").read_text())
         self.max_k = int(meta.get("max_k", 1000))
+        # Items without CF signal scored by content alone, unless exported with --new-items discounted.
+        by_content = meta.get("new_items", "content") == "content"
+        self.new_items = NewItems(self.item_cf, self.item_ct) if by_content else None
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -43,8 +48,8 @@ class TritonPythonModel:
             alpha = np.concatenate([p[1][2] for p in parsed])
             exclude = [p[1][3] for p in parsed]
             k = max(p[1][4] for p in parsed)
-            idx, scores = fused_topk(u_cf, self.item_cf, k, user_ct=u_ct,
-                                     item_ct=self.item_ct, alpha=alpha, exclude=exclude, num_threads=1)
+            idx, scores = fused_topk_with_new_items(u_cf, u_ct, alpha, self.item_cf, self.item_ct, k, exclude,
+                                                    self.new_items, num_threads=1)
             user_cat = np.concatenate([u_cf, u_ct], 1)
             safe = np.where(idx >= 0, scores, 0).astype(np.float32)
             feats = cross_features(user_cat, self.items_cat, idx, scores=safe, num_threads=1)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,12 @@ def save_split(split: Split, path: Path) -> None:
         cold_items=split.cold_items,
         cold_lengths=cold_lengths,
         cold_targets=cat(split.cold_targets),
+        **({} if not split.has_times else {
+            "train_times": cat(split.train_times),
+            "valid_time": split.valid_time,
+            "test_time": split.test_time,
+            "cold_times": cat(split.cold_times),
+        }),
     )
 
 
@@ -74,6 +81,11 @@ def load_split(path: Path) -> Split:
         test_scenario=z["test_scenario"],
         cold_items=z["cold_items"],
         cold_targets=np.split(z["cold_targets"], cold_bounds),
+        # Runs saved before timestamps were kept have none (no recent popularity).
+        train_times=np.split(z["train_times"], bounds) if "train_times" in z else None,
+        valid_time=z["valid_time"] if "valid_time" in z else None,
+        test_time=z["test_time"] if "test_time" in z else None,
+        cold_times=np.split(z["cold_times"], cold_bounds) if "cold_times" in z else None,
     )
 
 
@@ -100,6 +112,10 @@ def load_run(path: str | Path) -> Run:
     config = TrainConfig.from_dict(meta["config"])
     items_doc = json.loads((path / "items.json").read_text())
     state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+    if config.model.recent_popularity and "items.trend" not in state:
+        # A run trained before recent popularity existed (its config has no
+        # recent_popularity_days, so it reads the new default): it had none.
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, recent_popularity_days=0.0))
     text = state["items.text"][1:]
     model = GenreModel(meta["num_items"], len(meta["scenarios"]), text, config.model)
     model.load_state_dict(state)

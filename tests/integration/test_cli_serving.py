@@ -50,9 +50,10 @@ def test_cli_export_and_add_items_write_new_versions(trained_run, tmp_path, caps
     repo = tmp_path / "repo"
     assert main(["export", str(trained_run), "--model-repository", str(repo), "--keep-versions", "2"]) == 0
     assert main(["export", str(trained_run), "--model-repository", str(repo), "--keep-versions", "2",
-                 "--max-k", "50", "--max-queue-size", "0"]) == 0
+                 "--max-k", "50", "--max-queue-size", "0", "--new-items", "discounted"]) == 0
     assert "exported version 2" in capsys.readouterr().out
     assert json.loads((repo / "genre_recommend" / "2" / "recommend.json").read_text())["max_k"] == 50
+    assert json.loads((repo / "genre_retrieve" / "2" / "retrieve.json").read_text())["new_items"] == "discounted"
     assert "dynamic_batching" not in (repo / "genre_recommend" / "config.pbtxt").read_text()
     pd.DataFrame({"item_id": ["x1"], "title": ["A castle quest"]}).to_csv(tmp_path / "new.csv", index=False)
     assert main(["add-items", str(repo), "--items", str(tmp_path / "new.csv"), "--keep-versions", "2"]) == 0

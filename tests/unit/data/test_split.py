@@ -48,3 +48,27 @@ def test_time_split_targets_come_after_the_cutoff_and_history_before():
         t_of = dict(zip(seqs[u].tolist(), ts[u].tolist()))
         assert t_of[int(split.test_item[u])] >= cutoff
         assert all(t_of[int(i)] < cutoff for i in split.train_items[u])
+
+
+def test_splits_keep_the_time_of_every_interaction_and_round_trip(tmp_path):
+    from genre_serve.train.run_dir import load_split, save_split
+
+    ds = synthetic_dataset()
+    seqs, _, ts = ds.sequences()
+    for split in (leave_last_out(ds, cold_item_fraction=0.1, seed=1), time_split(ds, 0.2)):
+        for u in range(len(seqs)):
+            t_of = dict(zip(seqs[u].tolist(), ts[u].tolist()))
+            assert [t_of[int(i)] for i in split.train_items[u]] == split.train_times[u].tolist()
+            assert [t_of[int(i)] for i in split.cold_targets[u]] == split.cold_times[u].tolist()
+            for item, time in ((split.valid_item[u], split.valid_time[u]), (split.test_item[u], split.test_time[u])):
+                if item >= 0:
+                    assert t_of[int(item)] == time
+                    assert all(t <= time for t in split.train_times[u])
+        users = split.stage("test")[0]
+        np.testing.assert_array_equal(split.stage_times("test"), split.test_time[users])
+        save_split(split, tmp_path / "split.npz")
+        again = load_split(tmp_path / "split.npz")
+        assert again.has_times
+        for a, b in zip(again.train_times, split.train_times):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(again.test_time, split.test_time)

@@ -43,3 +43,29 @@ def test_recall_with_ties_is_the_expectation_over_random_tie_breaking():
     assert got == pytest.approx((1 + 0.5 + 0 + 2 / 3) / 4)
     assert recall_at_with_ties(np.ones((3, 10)), np.array([0, 5, 9]), 20) == 1.0
     assert recall_at_with_ties(np.zeros((0, 3)), np.array([], np.int64), 2) == 0.0
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_users():
+    from genre_serve.evaluation.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    small = rng.random(100) < 0.1
+    large = rng.random(10_000) < 0.1
+    lo_s, hi_s = bootstrap_ci(small)
+    lo_l, hi_l = bootstrap_ci(large)
+    assert lo_s <= small.mean() <= hi_s and lo_l <= large.mean() <= hi_l
+    assert hi_l - lo_l < (hi_s - lo_s) / 4  # ~1/sqrt(100) of the width
+    # Coverage: over repeated draws, a 95% interval holds the true rate about 95% of the time.
+    covered = [lo < 0.1 < hi for lo, hi in (bootstrap_ci(rng.random(300) < 0.1, reps=400, seed=s) for s in range(200))]
+    assert 0.88 <= np.mean(covered) <= 0.99
+
+
+def test_paired_bootstrap_of_a_ratio_resamples_both_methods_together():
+    from genre_serve.evaluation.metrics import bootstrap_ci, ndcg_gains
+
+    gains = ndcg_gains(np.array([0, 2, 50, 7, 1, 30]), 10)
+    # The same users under the same method: every resample gives exactly 1.
+    assert bootstrap_ci(gains, gains) == pytest.approx((1.0, 1.0))
+    lo, hi = bootstrap_ci(2 * gains, gains)
+    assert lo == pytest.approx(2.0) and hi == pytest.approx(2.0)
+    assert np.isnan(bootstrap_ci(np.zeros(0))[0])

@@ -29,7 +29,11 @@ CFG = ModelConfig(dim=8, hidden=16, max_history=10, short_len=3, ranker_hidden=(
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return GenreModel(30, 3, torch.randn(30, 384), CFG).eval()
+    m = GenreModel(30, 3, torch.randn(30, 384), CFG).eval()
+    with torch.no_grad():  # a served recent-popularity snapshot and per-scenario weights, not zeros
+        m.items.trend[1:] = torch.rand(30) * 3
+        m.user.trend_weight.weight.copy_(torch.tensor([[0.5], [1.0], [-0.25]]))
+    return m
 
 
 def test_user_tower_onnx_matches_pytorch_on_several_shapes(model, tmp_path):

@@ -4,7 +4,14 @@ import numpy as np
 import torch
 
 from genre_serve.kernels import cross_features
-from genre_serve.models.genre import GenreModel, ModelConfig, cross_features_torch, right_align
+from genre_serve.models.genre import (
+    GenreModel,
+    ModelConfig,
+    candidate_cf,
+    cf_scores,
+    cross_features_torch,
+    right_align,
+)
 
 CFG = ModelConfig(dim=16, hidden=32, max_history=12, short_len=4, ranker_hidden=(32,))
 
@@ -68,7 +75,47 @@ def test_item_bias_is_one_more_cf_column_against_a_constant_one():
         m.items.bias.weight[5] = 3.0
     item_cf, _ = m.items.tables()
     u_cf, _ = m.encode_users(right_align([[1, 2]], CFG.max_history), torch.tensor([0]))
-    assert u_cf[0, -1] == 1.0 and item_cf[4, -1] == 3.0  # item index 4 is shifted row 5
+    # Columns: [dim..., bias, recent popularity]
+    assert u_cf[0, -2] == 1.0 and item_cf[4, -2] == 3.0  # item index 4 is shifted row 5
+
+
+def test_recent_popularity_is_the_last_cf_column_against_the_scenario_weight():
+    m = model()
+    with torch.no_grad():
+        m.user.trend_weight.weight.copy_(torch.tensor([[0.5], [1.5], [-1.0]]))
+        m.items.trend[1:] = torch.arange(40.0)
+    item_cf, _ = m.items.tables()
+    hist = right_align([[1, 2]] * 3, CFG.max_history)
+    u_cf, _ = m.encode_users(hist, torch.tensor([0, 1, 2]))
+    assert item_cf.shape[1] == CFG.cf_dim == CFG.dim + 2
+    np.testing.assert_array_equal(u_cf[:, -1].detach().numpy(), [0.5, 1.5, -1.0])
+    np.testing.assert_array_equal(item_cf[:, -1].detach().numpy(), np.arange(40.0))
+    # The user encoder never reads the snapshot: changing it leaves u unchanged
+    # (apart from the table it is scored against).
+    with torch.no_grad():
+        m.items.trend.zero_()
+    u_again, _ = m.encode_users(hist, torch.tensor([0, 1, 2]))
+    torch.testing.assert_close(u_cf, u_again)
+
+
+def test_per_request_recent_popularity_replaces_the_snapshot_column():
+    m = model()
+    with torch.no_grad():
+        m.user.trend_weight.weight.fill_(0.7)
+        m.items.trend[1:] = torch.rand(40)
+    item_cf, _ = m.items.tables()
+    u_cf, _ = m.encode_users(right_align([[1, 2], [3]], CFG.max_history), torch.tensor([0, 1]))
+    u_cf, item_cf = u_cf.detach(), item_cf.detach()
+    # The snapshot itself, given per request: the same scores as the tables.
+    snapshot = item_cf[:, -1].expand(2, -1)
+    torch.testing.assert_close(cf_scores(u_cf, item_cf, snapshot), cf_scores(u_cf, item_cf), rtol=1e-5, atol=1e-5)
+    trend = torch.rand(2, 40)
+    expected = u_cf[:, :-1] @ item_cf[:, :-1].T + 0.7 * trend
+    torch.testing.assert_close(cf_scores(u_cf, item_cf, trend), expected)
+    cand = torch.tensor([[3, 7], [0, 39]])
+    vectors = candidate_cf(item_cf, cand, trend)
+    assert vectors[1, 1, -1] == trend[1, 39] and torch.equal(vectors[1, 1, :-1], item_cf[39, :-1])
+    torch.testing.assert_close((u_cf.unsqueeze(1) * vectors).sum(-1), expected.gather(1, cand))
 
 
 def test_untrained_ranker_keeps_the_retrieval_order():

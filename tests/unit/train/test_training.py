@@ -91,6 +91,8 @@ def test_cli_trains_and_evaluates_a_user_supplied_csv_pair(tmp_path, capsys):
     assert main(["evaluate", str(run), "--no-baselines", "--quiet", "--json", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert {"most-popular", "fused", "fused + ranker"} <= set(report["methods"])
+    lo, hi = report["methods"]["fused + ranker"]["NDCG@10 / most-popular ci95"]
+    assert lo <= report["methods"]["fused + ranker"]["NDCG@10 / most-popular"] <= hi
     out = capsys.readouterr().out
     assert "NDCG@10" in out and "fused + ranker" in out
 
@@ -100,3 +102,83 @@ def test_cli_reports_a_missing_file_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "file not found" in err and "Traceback" not in err
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
+
+
+def test_recent_popularity_weight_is_chosen_on_validation_and_the_snapshot_is_served(trained):
+    from genre_serve.evaluation.genre_eval import recent_popularity
+    from genre_serve.train.trainer import RECENT_POPULARITY_WEIGHTS, validation_ndcg
+
+    ds, run = trained
+    meta = json.loads((run.path / "meta.json").read_text())
+    curve = meta["recent_popularity_calibration"]
+    assert [c["weight"] for c in curve] == list(RECENT_POPULARITY_WEIGHTS)
+    chosen = run.model.user.trend_weight.weight[:, 0].detach().numpy()
+    best = min(curve, key=lambda c: c["valid_cross_entropy"])
+    assert np.all(chosen == best["weight"])
+    # The curve is what the saved model scores on validation at that weight.
+    trends = recent_popularity(run.model, run.split)
+    assert validation_ndcg(run.model, run.split, trends=trends) == pytest.approx(best["valid_ndcg@10"])
+    # Served tables carry the snapshot after the newest training interaction.
+    np.testing.assert_allclose(run.model.items.trend[1:].numpy(), trends.latest())
+
+
+def test_per_request_scoring_equals_the_served_kernel_path_at_the_snapshot_time(trained):
+    """Evaluation reads recent popularity per request (dense scores, torch
+    features); serving reads the tables' snapshot (fused_topk, cross_features
+    kernels). Given the snapshot as every request's trend, the two agree."""
+    import torch
+
+    from genre_serve.evaluation.genre_eval import item_tables, rerank, user_vectors
+
+    ds, run = trained
+    model = run.model
+    saved = model.user.trend_weight.weight.detach().clone()
+    with torch.no_grad():
+        model.user.trend_weight.weight.fill_(0.8)  # whatever was chosen, make the column count
+    try:
+        _, hist, _, _, scen = run.split.stage("test")
+        tables, users = item_tables(model), user_vectors(model, hist, scen)
+        snapshot = np.broadcast_to(tables[0][:, -1], (len(hist), tables[0].shape[0])).copy()
+        served_idx, served_logits = rerank(model, *users, *tables, hist, 20)
+        eval_idx, eval_logits = rerank(model, *users, *tables, hist, 20, trend=snapshot)
+        np.testing.assert_allclose(eval_logits, served_logits, rtol=1e-4, atol=1e-4)
+        assert (eval_idx == served_idx).mean() > 0.99  # near-ties may swap
+    finally:
+        with torch.no_grad():
+            model.user.trend_weight.weight.copy_(saved)
+
+
+def test_weight_average_tracks_an_exponential_average_and_swaps_back():
+    import torch
+
+    from genre_serve.train.trainer import WeightAverage
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    avg = WeightAverage([p], decay=0.5)
+    for value in (4.0, 8.0):
+        with torch.no_grad():
+            p.fill_(value)
+        avg.update()
+    # 0 -> 0.5 * 0 + 0.5 * 4 = 2 -> 0.5 * 2 + 0.5 * 8 = 5
+    with avg.swapped_in():
+        assert torch.equal(p.detach(), torch.full((3,), 5.0))
+    assert torch.equal(p.detach(), torch.full((3,), 8.0))  # the raw weights are back
+    with pytest.raises(ValueError, match="ema_decay"):
+        WeightAverage([p], decay=1.0)
+
+
+def test_recent_popular_baseline_ranks_by_the_window_before_each_request(trained):
+    from genre_serve.evaluation.baselines import RecentPopular
+    from genre_serve.models.recent_popularity import RecentPopularity
+
+    _, run = trained
+    split = run.split
+    users, hist, _, _, scen = split.stage("test")
+    times = split.stage_times("test")
+    bl = RecentPopular(7).fit(split)
+    scores = bl.score(users, hist, scen, times)
+    counts = RecentPopularity.of_split(split, 7).at(times)
+    # Window counts decide; global popularity only breaks their ties.
+    assert np.all(np.abs(scores - counts) < 1e-3 + 1e-6)
+    with pytest.raises(ValueError, match="request times"):
+        bl.score(users, hist, scen)

@@ -1,0 +1,82 @@
+"""`genre-serve refresh-popularity`: a new version whose recent-popularity
+column counts the interactions of a newer log, without retraining.
+
+The exported CF item table carries, as its last column, log1p of each item's
+interactions in the `recent_popularity_days` before the newest training
+interaction (see models/recent_popularity.py). That snapshot ages; this
+recomputes it from an interaction log (the same CSV/Parquet layout as
+training: user_id,item_id,timestamp) at a given time, by default just after
+the log's newest interaction. Only that column changes: the user tower never
+reads it, and every other file of the version is copied as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genre_serve.data.dataset import parse_timestamps
+from genre_serve.data.loaders import read_table
+from genre_serve.errors import DataError
+from genre_serve.export import model_configs as mc
+from genre_serve.export.add_items import resolve_repository
+from genre_serve.export.repository import ExportError, derive_version
+from genre_serve.models.recent_popularity import RecentPopularity
+
+
+@dataclass
+class RefreshResult:
+    repository: Path
+    version: int
+    at: int  # the request time the snapshot is for (seconds since the epoch)
+    counted: int  # interactions inside the window with an item of the catalog
+    unknown_items: int  # rows whose item is not in the catalog (skipped)
+    malformed: int  # rows without an item id or a readable timestamp (skipped)
+
+
+def read_log(path: str | Path, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(catalog indices, timestamps, unknown-item rows, malformed rows) of an interaction log."""
+    df = read_table(path, "interactions")
+    for col in ("item_id", "timestamp"):
+        if col not in df.columns:
+            raise DataError(f"interactions: missing column {col}; found {', '.join(df.columns)}")
+    times = parse_timestamps(df["timestamp"])
+    ids = df["item_id"].fillna("").astype(str).str.strip()
+    ok = times.notna() & (ids != "")
+    items = ids[ok].map(index)
+    known = items.notna()
+    return (items[known].to_numpy(np.int64), times[ok][known].to_numpy(np.int64),
+            int((~known).sum()), int((~ok).sum()))
+
+
+def refresh_popularity(target: str | Path, interactions: str | Path, at: int | None = None,
+                       keep_versions: int = 3) -> RefreshResult:
+    repo = resolve_repository(target)
+    result: dict = {}
+
+    def edit(src: dict[str, Path], staging: dict[str, Path]) -> None:
+        meta = json.loads((src[mc.RECOMMEND] / "recommend.json").read_text())
+        days = float(meta.get("recent_popularity_days", 0))
+        if days <= 0:
+            raise ExportError(f"{repo}: this model has no recent-popularity column (trained with "
+                              "recent_popularity_days = 0, or exported before it existed)")
+        catalog = json.loads((src[mc.RECOMMEND] / "catalog.json").read_text())
+        index = {item: i for i, item in enumerate(catalog["ids"])}
+        items, times, unknown, malformed = read_log(interactions, index)
+        if items.size == 0:
+            raise DataError("interactions: no row with a catalog item and a readable timestamp")
+        trends = RecentPopularity(items, times, len(index), days)
+        when = int(at) if at is not None else int(trends.times[-1]) + 1
+        column = trends.at(np.array([when]))[0]
+        path = staging[mc.RETRIEVE] / "item_cf.npy"
+        table = np.load(path)
+        table[:, -1] = column
+        np.save(path, table)
+        lo, hi = np.searchsorted(trends.times, [when - trends.window, when])
+        result.update(at=when, counted=int(hi - lo), unknown_items=unknown, malformed=malformed)
+
+    version = derive_version(repo, edit, keep_versions)
+    return RefreshResult(repo, version, **result)
