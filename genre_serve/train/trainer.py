@@ -12,6 +12,12 @@ training, the weight of the item's interactions in the days before a request
 is chosen on validation (calibrate_recent_popularity); the served tables carry
 the snapshot of the days before the newest training interaction.
 
+Every validation figure here (early stopping, the recent-popularity weight,
+the ranker's epochs) and the ranker's candidates leave the items without CF
+signal discounted (new_items_by_content=False): the targets are items with
+interactions, and how much room new items get is a serving choice
+(export --new-items), not something to select the model on.
+
 Ranker: listwise softmax over the retrieval model's top candidates (hard
 negatives) for recent training positions; the retrieval model is frozen. Its
 output starts equal to the retrieval order (see models.genre.Ranker) and the
@@ -95,7 +101,8 @@ def validation_ndcg(model: GenreModel, split: Split, variant: str = "fused", tre
     """Validation NDCG@10 (with `trends`: recent popularity read at each target's time)."""
     model.eval()
     _, hist, _, targets, scen = split.stage("valid")
-    ranks, _ = retrieval_ranks(model, hist, scen, targets, variant, trend=stage_trend(trends, split, "valid"))
+    ranks, _ = retrieval_ranks(model, hist, scen, targets, variant, trend=stage_trend(trends, split, "valid"),
+                               new_items_by_content=False)
     return ndcg_at(ranks, 10)
 
 
@@ -228,7 +235,7 @@ def ranker_validation_ndcg(model: GenreModel, split: Split, depth: int, tables, 
     model.eval()
     _, hist, _, targets, scen = split.stage("valid")
     ranks, _ = ranked_pipeline_ranks(model, hist, scen, targets, depth, tables=tables,
-                                     trend=stage_trend(trends, split, "valid"))
+                                     trend=stage_trend(trends, split, "valid"), new_items_by_content=False)
     return ndcg_at(ranks, 10)
 
 
@@ -252,7 +259,8 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
             model.eval()
             u_cf, u_ct, alpha = user_vectors(model, hist_lists, scen.numpy())
             trend = None if trends is None else trends.at(request_times(split, users[pick], positions[pick]))
-            idx, _ = top_candidates(u_cf, u_ct, alpha, tables[0], tables[1], hist_lists, cfg.ranker_depth, trend)
+            idx, _ = top_candidates(u_cf, u_ct, alpha, tables[0], tables[1], hist_lists, cfg.ranker_depth, trend,
+                                    new_items_by_content=False)
             # The target must be among the candidates: put it in the last slot where missing.
             tgt = target.numpy()
             present = (idx == tgt[:, None]).any(1)
@@ -335,7 +343,7 @@ def calibrate_recent_popularity(model: GenreModel, split: Split, progress: bool 
     curve = []
     for w in RECENT_POPULARITY_WEIGHTS:
         u_cf[:, -1] = w
-        scores = variant_scores("fused", u_cf, u_ct, alpha, *tables, trend)
+        scores = variant_scores("fused", u_cf, u_ct, alpha, *tables, trend, new_items_by_content=False)
         scores[rows, cols] = -np.inf
         ranks, _ = ranks_of_targets(scores, hist, targets)
         top = scores.max(1, keepdims=True)
