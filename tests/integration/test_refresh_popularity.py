@@ -97,3 +97,17 @@ def test_items_added_without_interactions_are_scored_by_their_content(trained_ru
         is_new = np.isin(found, new)
         assert is_new.sum() == new.size
         np.testing.assert_allclose(scores[is_new], weight * (u_ct[0] @ item_ct[found[is_new]].T), rtol=1e-4, atol=1e-5)
+
+
+def test_refresh_refuses_a_model_without_recent_popularity(tmp_path, capsys):
+    from tests_support import train_synthetic
+
+    run = tmp_path / "run"
+    train_synthetic(run, num_users=40, num_items=60, seed=3, epochs=1,
+                    model={"recent_popularity_days": 0.0, "dim": 8, "hidden": 16, "max_history": 10,
+                           "ranker_hidden": [8]})
+    repo = tmp_path / "repo"
+    export_run(run, repo)
+    pd.DataFrame({"user_id": ["a"], "item_id": ["i1"], "timestamp": ["5"]}).to_csv(tmp_path / "log.csv", index=False)
+    assert main(["refresh-popularity", str(repo), "--interactions", str(tmp_path / "log.csv")]) == 2
+    assert "no recent-popularity column" in capsys.readouterr().err
