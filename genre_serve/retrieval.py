@@ -69,7 +69,8 @@ def fused_topk_with_new_items(u_cf, u_ct, alpha, item_cf, item_ct, k: int, exclu
     warm_idx, warm_scores = fused_topk(u_cf, item_cf, k, user_ct=u_ct, item_ct=item_ct, alpha=alpha,
                                        exclude=[np.concatenate([e, new_items.index]) for e in exclude],
                                        **kwargs)
-    new_exclude = [new_items.position[e][new_items.position[e] >= 0] for e in exclude]
+    positions = [new_items.position[e] for e in exclude]
+    new_exclude = [p[p >= 0] for p in positions]
     new_idx, new_scores = fused_topk(np.ascontiguousarray(u_ct, dtype=np.float32), new_items.item_ct,
                                      min(k, len(new_items)), exclude=new_exclude, **kwargs)
     new_idx = np.where(new_idx >= 0, new_items.index[np.maximum(new_idx, 0)], -1)

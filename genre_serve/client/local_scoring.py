@@ -9,7 +9,6 @@ the same request logic (serving.recommend_logic) and the same kernels.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,7 @@ class LocalScorer:
             raise FileNotFoundError(f"{repo}: no exported version of {mc.RECOMMEND}")
         self.client = client
         self.catalog = Catalog.load(repo / mc.RECOMMEND / str(self.version))
-        folder = repo / mc.RETRIEVE / str(self.version)
-        rule = json.loads((folder / "retrieve.json").read_text()).get("new_items", "content")
-        self.tables = ItemTables(np.load(folder / "item_cf.npy"), np.load(folder / "item_ct.npy"), rule)
+        self.tables = ItemTables.load(repo / mc.RETRIEVE / str(self.version))
 
     def _infer(self, model: str, arrays: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         module = self.client._module

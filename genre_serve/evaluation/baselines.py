@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from genre_serve.data.split import Split
-from genre_serve.evaluation.metrics import ndcg_at, ranks_of_targets
+from genre_serve.evaluation.metrics import history_cells, ndcg_at, ranks_of_targets
 from genre_serve.models.recent_popularity import RecentPopularity
 
 
@@ -83,8 +83,7 @@ class ItemKNN:
         return self
 
     def score(self, users, histories, scenarios, times=None) -> np.ndarray:
-        rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-        cols = np.concatenate(histories) if len(rows) else np.zeros(0, np.int64)
+        rows, cols = history_cells(histories)
         H = sp.csr_matrix((np.ones(cols.size, np.float32), (rows, cols)), shape=(len(histories), self.sim.shape[0]))
         return np.asarray((H @ self.sim).todense())
 

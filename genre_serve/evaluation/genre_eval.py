@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genre_serve.evaluation.metrics import ranks_of_targets
+from genre_serve.evaluation.metrics import exclude_histories, ranks_of_targets
 from genre_serve.kernels import cross_features
 from genre_serve.models.genre import GenreModel, candidate_cf, cf_scores, cross_features_torch, right_align
 from genre_serve.models.recent_popularity import RecentPopularity
@@ -92,9 +92,7 @@ def top_candidates(u_cf, u_ct, alpha, item_cf, item_ct, histories, depth: int, t
         return fused_topk_with_new_items(u_cf, u_ct, alpha, item_cf, item_ct, depth, histories, new_items)
     scores = variant_scores("fused", u_cf, u_ct, alpha, item_cf, item_ct, trend,
                             new_items_by_content).astype(np.float32)
-    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-    cols = np.concatenate(histories).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
-    scores[rows, cols] = -np.inf
+    exclude_histories(scores, histories)
     depth = min(depth, scores.shape[1])
     part = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
     part_scores = np.take_along_axis(scores, part, 1)

@@ -88,6 +88,19 @@ def summarize(ranks: np.ndarray, eligible: np.ndarray) -> dict[str, float]:
     return out
 
 
+def history_cells(histories: list) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) index pairs of every history entry: rows [M], items [M], int64."""
+    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+    cols = np.concatenate(histories).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
+    return rows, cols
+
+
+def exclude_histories(scores: np.ndarray, histories: list) -> np.ndarray:
+    """Sets each row's history items to -inf in `scores` [B, N] (in place); returns it."""
+    scores[history_cells(histories)] = -np.inf
+    return scores
+
+
 def ranks_of_targets(scores: np.ndarray, histories: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ranks of `targets` in `scores` [B, N] with each row's history excluded.
 
@@ -95,9 +108,7 @@ def ranks_of_targets(scores: np.ndarray, histories: list[np.ndarray], targets: n
     """
     scores = np.array(scores, dtype=np.float32, copy=True)
     scores[np.isnan(scores)] = -np.inf
-    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-    cols = np.concatenate(histories) if histories else np.zeros(0, np.int64)
-    scores[rows, cols.astype(np.int64)] = -np.inf
+    exclude_histories(scores, histories)
     target_scores = scores[np.arange(len(targets)), targets]
     ranks = (scores > target_scores[:, None]).sum(1)
     eligible = np.array([scores.shape[1] - np.unique(h).size for h in histories])

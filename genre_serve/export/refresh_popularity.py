@@ -75,7 +75,7 @@ def refresh_popularity(target: str | Path, interactions: str | Path, at: int | N
         table = np.load(path)
         table[:, -1] = column
         np.save(path, table)
-        lo, hi = np.searchsorted(trends.times, [when - trends.window, when])
+        (lo,), (hi,) = trends.window_bounds(np.array([when]))
         result.update(at=when, counted=int(hi - lo), unknown_items=unknown, malformed=malformed)
 
     version = derive_version(repo, edit, keep_versions)

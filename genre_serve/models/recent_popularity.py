@@ -39,11 +39,15 @@ class RecentPopularity:
         times = np.concatenate(split.train_times) if split.train_times else np.zeros(0, np.int64)
         return cls(items, times, split.num_items, window_days)
 
+    def window_bounds(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per request time t, the slice [lo, hi) of the sorted log inside [t - window, t)."""
+        times = np.asarray(times, np.int64)
+        return (np.searchsorted(self.times, times - self.window, side="left"),
+                np.searchsorted(self.times, times, side="left"))
+
     def at(self, times: np.ndarray) -> np.ndarray:
         """[B, N] float32: log1p(interactions of each item in [t - window, t)) per request time t."""
-        times = np.asarray(times, np.int64)
-        lo = np.searchsorted(self.times, times - self.window, side="left")
-        hi = np.searchsorted(self.times, times, side="left")
+        lo, hi = self.window_bounds(times)
         out = np.zeros((times.size, self.num_items), np.float32)
         for row, (a, b) in enumerate(zip(lo, hi)):
             if b > a:

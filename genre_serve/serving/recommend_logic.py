@@ -168,6 +168,14 @@ class ItemTables:
         by_content = check_new_item_rule(new_items) == "content"
         self.new_items = NewItems(self.item_cf, self.item_ct) if by_content else None
 
+    @classmethod
+    def load(cls, version_dir: Path) -> "ItemTables":
+        """The tables of an exported genre_retrieve version, with the new-item
+        rule it was exported with (retrieve.json; exports before it: content)."""
+        meta = json.loads((version_dir / "retrieve.json").read_text())
+        return cls(np.load(version_dir / "item_cf.npy"), np.load(version_dir / "item_ct.npy"),
+                   meta.get("new_items", "content"))
+
     def candidates(self, u_cf, u_ct, alpha, exclude: np.ndarray, depth: int):
         """One user's fused top-`depth` (excluded items never in it; items
         without CF signal by content alone) and the ranker's cross features:

@@ -16,23 +16,20 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from genre_serve.kernels import cross_features
-from genre_serve.retrieval import NewItems, fused_topk_with_new_items
+from genre_serve.retrieval import fused_topk_with_new_items
+from genre_serve.serving.recommend_logic import ItemTables
 from genre_serve.serving.triton_utils import error_response, required_input
 
 
 class TritonPythonModel:
     def initialize(self, args):
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.item_cf = np.load(version_dir / "item_cf.npy")
-        self.item_ct = np.load(version_dir / "item_ct.npy")
-        self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
-        self.num_items, self.cf_dim = self.item_cf.shape
-        self.ct_dim = self.item_ct.shape[1]
+        # Items without CF signal scored by content alone, unless exported with --new-items discounted.
+        self.tables = ItemTables.load(version_dir)
+        self.num_items, self.cf_dim = self.tables.item_cf.shape
+        self.ct_dim = self.tables.item_ct.shape[1]
         meta = json.loads((version_dir / "retrieve.json").read_text())
         self.max_k = int(meta.get("max_k", 1000))
-        # Items without CF signal scored by content alone, unless exported with --new-items discounted.
-        by_content = meta.get("new_items", "content") == "content"
-        self.new_items = NewItems(self.item_cf, self.item_ct) if by_content else None
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -48,11 +45,12 @@ class TritonPythonModel:
             alpha = np.concatenate([p[1][2] for p in parsed])
             exclude = [p[1][3] for p in parsed]
             k = max(p[1][4] for p in parsed)
-            idx, scores = fused_topk_with_new_items(u_cf, u_ct, alpha, self.item_cf, self.item_ct, k, exclude,
-                                                    self.new_items, num_threads=1)
+            t = self.tables
+            idx, scores = fused_topk_with_new_items(u_cf, u_ct, alpha, t.item_cf, t.item_ct, k, exclude,
+                                                    t.new_items, num_threads=1)
             user_cat = np.concatenate([u_cf, u_ct], 1)
             safe = np.where(idx >= 0, scores, 0).astype(np.float32)
-            feats = cross_features(user_cat, self.items_cat, idx, scores=safe, num_threads=1)
+            feats = cross_features(user_cat, t.items_cat, idx, scores=safe, num_threads=1)
             for row, (r, p) in enumerate(parsed):
                 n = int(min(p[4], (idx[row] >= 0).sum()))
                 responses[r] = pb_utils.InferenceResponse(output_tensors=[

@@ -50,7 +50,7 @@ from genre_serve.evaluation.genre_eval import (
     user_vectors,
     variant_scores,
 )
-from genre_serve.evaluation.metrics import ndcg_at, ranks_of_targets
+from genre_serve.evaluation.metrics import exclude_histories, history_cells, ndcg_at, ranks_of_targets
 from genre_serve.models.genre import GenreModel, candidate_cf, right_align
 from genre_serve.models.text_encoder import encode_texts
 from genre_serve.train.run_dir import save_run
@@ -127,9 +127,8 @@ def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfi
         s_cf, s_ct = u_cf @ item_cf.T, u_ct @ item_ct.T
         # Items already in the history are never the answer (evaluation excludes them).
         hit = torch.zeros_like(s_cf, dtype=torch.bool)
-        rows = np.repeat(np.arange(len(hist_lists)), [len(h) for h in hist_lists])
-        cols = np.concatenate(hist_lists) if len(rows) else np.zeros(0, np.int64)
-        hit[torch.as_tensor(rows), torch.as_tensor(cols, dtype=torch.long)] = True
+        rows, cols = history_cells(hist_lists)
+        hit[torch.as_tensor(rows), torch.as_tensor(cols)] = True
         labels = target
         if cfg.item_dropout > 0:
             # Some items score as if they had no interactions (zero CF vector
@@ -338,13 +337,11 @@ def calibrate_recent_popularity(model: GenreModel, split: Split, progress: bool 
     trend = stage_trend(trends, split, "valid")
     tables = item_tables(model)
     u_cf, u_ct, alpha = user_vectors(model, hist, scen)
-    rows = np.repeat(np.arange(len(hist)), [len(h) for h in hist])
-    cols = np.concatenate(hist).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
     curve = []
     for w in RECENT_POPULARITY_WEIGHTS:
         u_cf[:, -1] = w
-        scores = variant_scores("fused", u_cf, u_ct, alpha, *tables, trend, new_items_by_content=False)
-        scores[rows, cols] = -np.inf
+        scores = exclude_histories(variant_scores("fused", u_cf, u_ct, alpha, *tables, trend,
+                                                  new_items_by_content=False), hist)
         ranks, _ = ranks_of_targets(scores, hist, targets)
         top = scores.max(1, keepdims=True)
         log_norm = top[:, 0] + np.log(np.exp(scores - top).sum(1))
