@@ -1,13 +1,12 @@
-"""How much room new items get, and what it costs: the trade-off behind
-`export --new-items` (benchmarks/RESULTS.md, issue 3).
+"""How much room new items get, and what it costs (benchmarks/RESULTS.md, issue 3).
 
-Items without CF signal are scored by their content score minus an offset
-(offset 0: `--new-items content`, the served default; a large offset: they
-never reach a list, like `--new-items discounted`). For each offset: the new
-items per top 20 of validation users (a budget could be set from this, no
-target read), the test NDCG@10 of the fused retrieval (the warm targets), and
-the full-catalog Recall@20 of the held-out items (cold start). A diagnostic
-curve, not a selection: nothing here picks an offset.
+Items without CF signal are scored by their content score plus a bias. The
+model serves the bias fitted on the validation likelihood
+(train/calibration.py, marked "fitted"); a very low one is `export --new-items
+discounted` (never shown). For each bias: the new items per top 20 of
+validation users, the test NDCG@10 of the fused retrieval (the warm targets),
+and the full-catalog Recall@20 of the held-out items (cold start). A
+diagnostic curve around the fitted value: nothing here picks a bias.
 
     python benchmarks/new_item_tradeoff.py --run-dir runs/ml
 """
@@ -26,18 +25,18 @@ from genre_serve.evaluation.metrics import exclude_histories, ndcg_at, ranks_of_
 from genre_serve.retrieval import items_without_cf
 from genre_serve.train.run_dir import load_run
 
-OFFSETS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, float("inf"))
+BIASES = (float("-inf"), -4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
 def served_scores(run, tables, histories, scenarios, trend) -> np.ndarray:
-    """Fused scores as served (new items by content alone), before any offset."""
+    """Fused scores as served (new items by content alone), before any bias."""
     return variant_scores("fused", *user_vectors(run.model, histories, scenarios), *tables, trend,
-                          new_items_by_content=True)
+                          new_items_by_content=True, new_item_bias=0.0)
 
 
-def with_offset(scores: np.ndarray, new: np.ndarray, offset: float) -> np.ndarray:
+def with_bias(scores: np.ndarray, new: np.ndarray, bias: float) -> np.ndarray:
     out = scores.copy()
-    out[:, new] -= offset
+    out[:, new] += bias
     return out
 
 
@@ -50,7 +49,7 @@ def main() -> None:
     split, tables = run.split, item_tables(run.model)
     trends = recent_popularity(run.model, split)
     new = items_without_cf(tables[0])
-    # Scores once per population; each offset only shifts the new items' columns.
+    # Scores once per population; each bias only shifts the new items' columns.
     _, v_hist, _, _, v_scen = split.stage("valid")
     valid = exclude_histories(served_scores(run, tables, v_hist, v_scen, stage_trend(trends, split, "valid")), v_hist)
     _, t_hist, _, t_targets, t_scen = split.stage("test")
@@ -59,18 +58,21 @@ def main() -> None:
     cold = served_scores(run, tables, c_hist, c_scen, None if trends is None else trends.at(c_times))
     rows = []
     print(f"{args.run_dir}: {new.size} items without CF signal of {split.num_items}; fused retrieval (no ranker)")
-    print(f"{'offset':>8} {'new items per top 20 (valid)':>30} {'test NDCG@10':>13} {'cold Recall@20':>15}")
-    for offset in OFFSETS:
-        top = np.argpartition(-with_offset(valid, new, offset), 19, axis=1)[:, :20]
+    fitted = float(run.model.new_item_bias)
+    print(f"{'new-item bias':>16} {'new items per top 20 (valid)':>30} {'test NDCG@10':>13} {'cold Recall@20':>15}")
+    for bias in sorted(set(BIASES) | {fitted}):
+        top = np.argpartition(-with_bias(valid, new, bias), 19, axis=1)[:, :20]
         per_list = float(np.isin(top, new).sum(1).mean())
-        ndcg = ndcg_at(ranks_of_targets(with_offset(test, new, offset), t_hist, t_targets)[0], 10)
-        recall = recall_at(ranks_of_targets(with_offset(cold, new, offset), c_hist, c_targets)[0], 20)
-        rows.append({"offset": offset, "new_items_per_top20_valid": per_list, "test_ndcg@10": ndcg,
-                     "cold_recall@20": recall})
-        print(f"{offset:>8} {per_list:>30.2f} {ndcg:>13.4f} {recall:>15.4f}")
+        ndcg = ndcg_at(ranks_of_targets(with_bias(test, new, bias), t_hist, t_targets)[0], 10)
+        recall = recall_at(ranks_of_targets(with_bias(cold, new, bias), c_hist, c_targets)[0], 20)
+        rows.append({"new_item_bias": bias, "fitted": bias == fitted, "new_items_per_top20_valid": per_list,
+                     "test_ndcg@10": ndcg, "cold_recall@20": recall})
+        label = f"{bias:.3f} (fitted)" if bias == fitted else f"{bias:g}"
+        print(f"{label:>16} {per_list:>30.2f} {ndcg:>13.4f} {recall:>15.4f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"run": str(args.run_dir), "items_without_cf": int(new.size),
-                                     "rows": [dict(r, offset=str(r["offset"])) for r in rows]}, indent=2))
+                                     "fitted_new_item_bias": fitted,
+                                     "rows": [dict(r, new_item_bias=str(r["new_item_bias"])) for r in rows]}, indent=2))
     print(f"wrote {args.json}")
 
 

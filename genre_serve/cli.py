@@ -67,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: %(default)s)")
     x.add_argument("--max-k", type=int, default=1000, help="largest K genre_recommend answers (default: %(default)s)")
     x.add_argument("--new-items", choices=("content", "discounted"), default="content",
-                   help="items without interactions: scored by their content alone (default), or discounted "
-                        "like every item (alpha * 0 + (1 - alpha) * content: they rarely reach a top K)")
+                   help="items without interactions: scored by their content alone plus a bias (default), or "
+                        "discounted like every item (alpha * 0 + (1 - alpha) * content: they rarely reach a top K)")
+    x.add_argument("--new-item-bias", type=float, default=None,
+                   help="the bias added to new items' content scores (default: the one training fitted on "
+                        "validation, in the run's meta.json; higher shows new items more often)")
     x.add_argument("--queue-timeout-us", type=int, default=0,
                    help="reject requests still waiting after this long (0: no limit)")
     x.add_argument("--gpu", action="store_true", help="instance groups KIND_GPU (for the NGC container on GPU hosts)")
@@ -210,7 +213,7 @@ def cmd_export(args) -> int:
     if args.max_k < 1:
         raise UsageError("--max-k: must be at least 1")
     result = export_run(args.run_dir, args.model_repository, args.version, serving, args.keep_versions,
-                        max_k=args.max_k, new_items=args.new_items)
+                        max_k=args.max_k, new_items=args.new_items, new_item_bias=args.new_item_bias)
     diffs = ", ".join(f"{m} {d:.1e}" for m, d in result.max_abs_diff.items())
     print(f"exported version {result.version} to {result.repository} (onnxruntime vs PyTorch max |diff|: {diffs})")
     if result.removed_versions:

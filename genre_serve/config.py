@@ -39,6 +39,8 @@ class TrainConfig:
     ranker_positions_per_user: int = 5  # the last training positions of each user train the ranker
     ranker_holdout: bool = False  # hold those positions out of retrieval training
     item_dropout: float = 0.0  # share of items trained as if they had no CF signal (cold-start)
+    calibrate_fusion: bool = True  # fit alpha, the recent-popularity weight and the new-item bias on validation
+    cf_lr_scale: float = 1.0  # learning rate of the CF item vectors and biases, relative to lr
     cf_init: str = "als"  # "als": CF item vectors start from implicit ALS factors; "random": N(0, 0.02)
     cold_item_fraction: float = 0.02  # items held out entirely, for the cold-start evaluation
     text_encoder: str | None = None  # local checkpoint dir; None: all-MiniLM-L6-v2

@@ -6,7 +6,9 @@ others, alpha * 0 + (1 - alpha) * content, it is discounted for a channel it
 does not have, and practically never reaches a top K (on ml-latest-small:
 0.02 such items per top 20). The fused score is a weighted average of two
 estimates of the same affinity, so where one is missing the other stands
-alone: such items are scored by their content score.
+alone: such items are scored by their content score, plus a bias fitted on
+validation (how often users pick an item the CF tables have not seen:
+train/calibration.py).
 
 That is two fused_topk passes, exact: the items with CF signal (the others
 excluded) under the fused score, and the new items alone under the content
@@ -44,9 +46,11 @@ def items_without_cf(item_cf: np.ndarray) -> np.ndarray:
 
 
 class NewItems:
-    """The new items of a catalog and their content rows, computed once per table."""
+    """The new items of a catalog, their content rows (computed once per
+    table) and the bias added to their content scores."""
 
-    def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray):
+    def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray, bias: float = 0.0):
+        self.bias = float(bias)
         self.index = items_without_cf(item_cf)
         self.item_ct = np.ascontiguousarray(item_ct[self.index], dtype=np.float32)
         self.position = np.full(item_cf.shape[0], -1, np.int64)
@@ -60,7 +64,7 @@ def fused_topk_with_new_items(u_cf, u_ct, alpha, item_cf, item_ct, k: int, exclu
                               new_items: NewItems | None, num_threads: int | None = None):
     """fused_topk (same arguments and outputs: indices and scores [B, min(k, N)],
     -1 / -inf padded, ties by lower index, each row's `exclude` never in it)
-    with the new items scored by content alone (None: plain fused_topk)."""
+    with the new items scored by content alone plus `new_items.bias` (None: plain fused_topk)."""
     kwargs = {} if num_threads is None else {"num_threads": num_threads}
     if new_items is None or not len(new_items):
         return fused_topk(u_cf, item_cf, k, user_ct=u_ct, item_ct=item_ct, alpha=alpha, exclude=exclude,
@@ -73,6 +77,7 @@ def fused_topk_with_new_items(u_cf, u_ct, alpha, item_cf, item_ct, k: int, exclu
     new_exclude = [p[p >= 0] for p in positions]
     new_idx, new_scores = fused_topk(np.ascontiguousarray(u_ct, dtype=np.float32), new_items.item_ct,
                                      min(k, len(new_items)), exclude=new_exclude, **kwargs)
+    new_scores = new_scores + np.float32(new_items.bias)
     new_idx = np.where(new_idx >= 0, new_items.index[np.maximum(new_idx, 0)], -1)
     idx = np.concatenate([warm_idx, new_idx], 1)
     scores = np.concatenate([warm_scores, new_scores], 1)

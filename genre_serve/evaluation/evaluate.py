@@ -124,7 +124,8 @@ def evaluate_run(run: Run, stage: str = "test", with_baselines: bool = True, pro
             c_ranks, _ = retrieval_ranks(model, c_hist, c_scen, c_targets, variant, tables, c_uvec, c_trend,
                                          by_content)
             among = variant_scores(variant, *c_uvec, tables[0][cold_cols], tables[1][cold_cols],
-                                   None if c_trend is None else c_trend[:, cold_cols], by_content)
+                                   None if c_trend is None else c_trend[:, cold_cols], by_content,
+                                   float(model.new_item_bias))
             hits = hit_probabilities_with_ties(among, c_pos, 20)
             cold[name] = {"Recall@20": recall_at(c_ranks, 20), "pairs": int(c_ranks.size),
                           "Recall@20 ci95": bootstrap_ci(c_ranks < 20, seed=cfg.seed),

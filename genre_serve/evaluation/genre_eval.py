@@ -52,11 +52,12 @@ def user_vectors(model: GenreModel, histories: list, scenarios: np.ndarray, batc
 
 
 def variant_scores(variant: str, u_cf, u_ct, alpha, item_cf, item_ct, trend=None,
-                   new_items_by_content: bool = True) -> np.ndarray:
+                   new_items_by_content: bool = True, new_item_bias: float = 0.0) -> np.ndarray:
     """Scores [B, N] of one variant; `trend` [B, N]: recent popularity at each
     request's time (models with it; None: the tables' snapshot, as served).
-    Fused, as served: items without CF signal by content alone (retrieval.py);
-    `new_items_by_content=False`: like the others (their CF score is 0)."""
+    Fused, as served: items without CF signal by content alone plus
+    `new_item_bias` (retrieval.py); `new_items_by_content=False`: like the
+    others (their CF score is 0)."""
     if variant == "cf":
         return cf_scores(u_cf, item_cf, trend)
     if variant == "content":
@@ -66,7 +67,7 @@ def variant_scores(variant: str, u_cf, u_ct, alpha, item_cf, item_ct, trend=None
         fused = alpha[:, None] * cf_scores(u_cf, item_cf, trend) + (1 - alpha[:, None]) * content
         if new_items_by_content:
             new = items_without_cf(item_cf)
-            fused[:, new] = content[:, new]
+            fused[:, new] = content[:, new] + np.float32(new_item_bias)
         return fused
     raise ValueError(f"variant: one of {VARIANTS}, got {variant!r}")
 
@@ -75,12 +76,13 @@ def retrieval_ranks(model, histories, scenarios, targets, variant="fused", table
                     new_items_by_content: bool = True):
     item_cf, item_ct = tables if tables is not None else item_tables(model)
     u_cf, u_ct, alpha = users if users is not None else user_vectors(model, histories, scenarios)
-    scores = variant_scores(variant, u_cf, u_ct, alpha, item_cf, item_ct, trend, new_items_by_content)
+    scores = variant_scores(variant, u_cf, u_ct, alpha, item_cf, item_ct, trend, new_items_by_content,
+                            float(model.new_item_bias))
     return ranks_of_targets(scores, histories, targets)
 
 
 def top_candidates(u_cf, u_ct, alpha, item_cf, item_ct, histories, depth: int, trend=None,
-                   new_items_by_content: bool = True):
+                   new_items_by_content: bool = True, new_item_bias: float = 0.0):
     """Top-`depth` fused candidates per user, history excluded: (indices, scores), -1 padded.
 
     With the tables as they are: the kernels, as served (retrieval.py). With
@@ -88,10 +90,10 @@ def top_candidates(u_cf, u_ct, alpha, item_cf, item_ct, histories, depth: int, t
     under the same rule.
     """
     if trend is None:
-        new_items = NewItems(item_cf, item_ct) if new_items_by_content else None
+        new_items = NewItems(item_cf, item_ct, new_item_bias) if new_items_by_content else None
         return fused_topk_with_new_items(u_cf, u_ct, alpha, item_cf, item_ct, depth, histories, new_items)
     scores = variant_scores("fused", u_cf, u_ct, alpha, item_cf, item_ct, trend,
-                            new_items_by_content).astype(np.float32)
+                            new_items_by_content, new_item_bias).astype(np.float32)
     exclude_histories(scores, histories)
     depth = min(depth, scores.shape[1])
     part = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
@@ -110,7 +112,7 @@ def rerank(model: GenreModel, u_cf, u_ct, alpha, item_cf, item_ct, histories, de
     Returns (candidates [B, depth] in ranker order, ranker logits), -1 padded.
     """
     idx, scores = top_candidates(u_cf, u_ct, alpha, item_cf, item_ct, histories, depth, trend,
-                                 new_items_by_content)
+                                 new_items_by_content, float(model.new_item_bias))
     safe_scores = np.where(idx >= 0, scores, 0).astype(np.float32)
     if trend is None:
         user = np.concatenate([u_cf, u_ct], 1)

@@ -134,11 +134,16 @@ def export_run(
     depth: int | None = None,
     max_k: int = 1000,
     new_items: str = "content",
+    new_item_bias: float | None = None,
 ) -> ExportResult:
+    """`new_item_bias`: added to the content score of items without CF
+    signal (None: the one the run fitted on validation)."""
     try:
         check_new_item_rule(new_items)
     except ValueError as e:
         raise ExportError(str(e)) from None
+    if new_item_bias is not None and not np.isfinite(new_item_bias):
+        raise ExportError(f"--new-item-bias must be a finite number, got {new_item_bias}")
     run = load_run(run_dir)
     repo = Path(repository)
     repo.mkdir(parents=True, exist_ok=True)
@@ -166,7 +171,9 @@ def export_run(
             item_cf, item_ct = (t.numpy().astype(np.float32) for t in model.items.tables())
         np.save(staging[mc.RETRIEVE] / "item_cf.npy", item_cf)
         np.save(staging[mc.RETRIEVE] / "item_ct.npy", item_ct)
-        (staging[mc.RETRIEVE] / "retrieve.json").write_text(json.dumps({"max_k": max_k, "new_items": new_items}))
+        (staging[mc.RETRIEVE] / "retrieve.json").write_text(json.dumps({
+            "max_k": max_k, "new_items": new_items,
+            "new_item_bias": float(run.model.new_item_bias if new_item_bias is None else new_item_bias)}))
         catalog, meta, popularity = catalog_documents(run, depth, max_k)
         (staging[mc.RECOMMEND] / "catalog.json").write_text(json.dumps(catalog))
         (staging[mc.RECOMMEND] / "recommend.json").write_text(json.dumps(meta, indent=2))

@@ -189,6 +189,10 @@ class GenreModel(nn.Module):
         self.items = ItemTowers(num_items, text_vectors, cfg.dim, cfg.item_bias, cfg.recent_popularity)
         self.user = UserEncoder(cfg, num_scenarios)
         self.alpha_logit = nn.Parameter(torch.zeros(num_scenarios))
+        # Added to the content score of items without CF signal, which are
+        # scored by content alone (retrieval.py); fitted on validation
+        # (train/calibration.py), 0 until then.
+        self.register_buffer("new_item_bias", torch.zeros(()))
         self.ranker = Ranker(cfg.cf_dim + cfg.dim, cfg.ranker_hidden, cfg.dropout)
 
     @property

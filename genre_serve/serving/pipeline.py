@@ -34,7 +34,8 @@ class InProcessRecommender:
         )
         with torch.no_grad():
             self.padded = self.model.items.padded_tables()
-            self.tables = ItemTables(self.padded[0][1:].numpy(), self.padded[1][1:].numpy(), new_items)
+            self.tables = ItemTables(self.padded[0][1:].numpy(), self.padded[1][1:].numpy(), new_items,
+                                       float(self.model.new_item_bias))
 
     @torch.inference_mode()
     def recommend(self, history: list[str], k: int = 10, scenario: str | None = None,

@@ -159,26 +159,28 @@ def retrieval_depth(catalog: Catalog, req: Request) -> int:
 class ItemTables:
     """The two item tables of a version and their concatenation (the ranker's item side)."""
 
-    def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray, new_items: str = "content"):
+    def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray, new_items: str = "content",
+                 new_item_bias: float = 0.0):
         from genre_serve.retrieval import NewItems, check_new_item_rule
 
         self.item_cf = np.ascontiguousarray(item_cf, dtype=np.float32)
         self.item_ct = np.ascontiguousarray(item_ct, dtype=np.float32)
         self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
         by_content = check_new_item_rule(new_items) == "content"
-        self.new_items = NewItems(self.item_cf, self.item_ct) if by_content else None
+        self.new_items = NewItems(self.item_cf, self.item_ct, new_item_bias) if by_content else None
 
     @classmethod
     def load(cls, version_dir: Path) -> "ItemTables":
         """The tables of an exported genre_retrieve version, with the new-item
-        rule it was exported with (retrieve.json; exports before it: content)."""
+        rule and bias it was exported with (retrieve.json; exports before
+        them: content, no bias)."""
         meta = json.loads((version_dir / "retrieve.json").read_text())
         return cls(np.load(version_dir / "item_cf.npy"), np.load(version_dir / "item_ct.npy"),
-                   meta.get("new_items", "content"))
+                   meta.get("new_items", "content"), meta.get("new_item_bias", 0.0))
 
     def candidates(self, u_cf, u_ct, alpha, exclude: np.ndarray, depth: int):
         """One user's fused top-`depth` (excluded items never in it; items
-        without CF signal by content alone) and the ranker's cross features:
+        without CF signal by content alone, plus the bias) and the ranker's cross features:
         (indices [n], features [1, n, F]), n <= depth."""
         from genre_serve.kernels import cross_features
         from genre_serve.retrieval import fused_topk_with_new_items

@@ -116,6 +116,8 @@ def load_run(path: str | Path) -> Run:
         # A run trained before recent popularity existed (its config has no
         # recent_popularity_days, so it reads the new default): it had none.
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, recent_popularity_days=0.0))
+    # Runs saved before the new-item bias existed served new items without one.
+    state.setdefault("new_item_bias", torch.zeros(()))
     text = state["items.text"][1:]
     model = GenreModel(meta["num_items"], len(meta["scenarios"]), text, config.model)
     model.load_state_dict(state)

@@ -7,16 +7,18 @@ space is a retriever on its own. Early stopping on validation NDCG@10. The CF
 item vectors start from implicit ALS factors (cf_init="als"): on
 ml-latest-small that warm start took validation NDCG@10 from 0.040 to 0.046.
 
-Recent popularity (models with recent_popularity_days > 0): after retrieval
-training, the weight of the item's interactions in the days before a request
-is chosen on validation (calibrate_recent_popularity); the served tables carry
-the snapshot of the days before the newest training interaction.
+Recent popularity (models with recent_popularity_days > 0): the served tables
+carry the snapshot of the days before the newest training interaction.
 
-Every validation figure here (early stopping, the recent-popularity weight,
-the ranker's epochs) and the ranker's candidates leave the items without CF
-signal discounted (new_items_by_content=False): the targets are items with
-interactions, and how much room new items get is a serving choice
-(export --new-items), not something to select the model on.
+After retrieval training, the fusion (alpha, the recent-popularity weight,
+the bias of items without CF signal) is fitted on the validation likelihood
+(train/calibration.py): trained on positions the CF vectors have memorised,
+alpha and the popularity weight are biased towards CF.
+
+Early stopping, the ranker's epochs and the ranker's candidates leave the
+items without CF signal discounted (new_items_by_content=False): they select
+on the warm targets; how much room new items get is fitted by the calibration
+(and `export --new-items discounted` gives them none).
 
 Ranker: listwise softmax over the retrieval model's top candidates (hard
 negatives) for recent training positions; the retrieval model is frozen. Its
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import random
 import time
 from pathlib import Path
@@ -53,6 +56,7 @@ from genre_serve.evaluation.genre_eval import (
 from genre_serve.evaluation.metrics import exclude_histories, history_cells, ndcg_at, ranks_of_targets
 from genre_serve.models.genre import GenreModel, candidate_cf, right_align
 from genre_serve.models.text_encoder import encode_texts
+from genre_serve.train.calibration import calibrate_fusion
 from genre_serve.train.run_dir import save_run
 
 
@@ -171,11 +175,17 @@ class WeightAverage:
 def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress: bool = True) -> list[dict]:
     rng = np.random.default_rng(cfg.seed)
     # The recent-popularity weight stays 0 here and is calibrated afterwards
-    # (calibrate_recent_popularity): fitted on the training positions, where
+    # (train/calibration.py): fitted on the training positions, where
     # the CF vectors have memorised the targets, it comes out negative (-0.13
     # on ml-latest-small); on held-out interactions it is clearly positive.
-    params = [p for n, p in model.named_parameters() if not n.startswith(("ranker.", "user.trend_weight"))]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    named = [(n, p) for n, p in model.named_parameters() if not n.startswith(("ranker.", "user.trend_weight"))]
+    params = [p for _, p in named]
+    # The CF item table may learn at a scaled rate (cf_lr_scale): it starts
+    # from ALS factors, and at the full rate it memorises the training targets.
+    item_cf = [p for n, p in named if n.startswith(("items.cf.", "items.bias."))]
+    rest = [p for n, p in named if not n.startswith(("items.cf.", "items.bias."))]
+    opt = torch.optim.Adam([{"params": rest}, {"params": item_cf, "lr": cfg.lr * cfg.cf_lr_scale}],
+                           lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule: 'constant' or 'cosine', got {cfg.lr_schedule!r}")
     # With ranker_holdout, the positions that train the ranker are never
@@ -189,8 +199,11 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     # swings by several thousandths on ml-latest-small.
     average = WeightAverage(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
     steps_per_epoch = -(-users.size // cfg.batch_size)
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps_per_epoch, cfg.lr * 0.1)
-                if cfg.lr_schedule == "cosine" else None)
+    total_steps = cfg.epochs * steps_per_epoch
+    # Cosine decay to 10% of each group's rate.
+    schedule = (torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+        if cfg.lr_schedule == "cosine" else None)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         order = rng.permutation(users.size)
@@ -315,46 +328,6 @@ def zero_cf_of_unseen_items(model: GenreModel, split: Split) -> None:
         model.items.bias.weight[unseen] = 0.0
 
 
-RECENT_POPULARITY_WEIGHTS = tuple(np.round(np.arange(0, 3.01, 0.125), 3))
-
-
-@torch.no_grad()
-def calibrate_recent_popularity(model: GenreModel, split: Split, progress: bool = True) -> list[dict]:
-    """Sets the recent-popularity weight (every scenario's) to the one of
-    RECENT_POPULARITY_WEIGHTS under which the validation targets are most
-    likely (lowest cross-entropy of the fused scores over the catalog, the
-    history excluded): one number fitted on held-out interactions.
-
-    Not the best validation NDCG@10: over 610 users that curve jumps by
-    +-0.002 between neighbouring weights, and its maximum chased that noise
-    (weights 1.25 to 2.0 on ml-latest-small, gains that did not carry over to
-    test); the likelihood is smooth in the weight. Returns the curve of both.
-    """
-    trends = recent_popularity(model, split)
-    if trends is None:
-        return []
-    _, hist, _, targets, scen = split.stage("valid")
-    trend = stage_trend(trends, split, "valid")
-    tables = item_tables(model)
-    u_cf, u_ct, alpha = user_vectors(model, hist, scen)
-    curve = []
-    for w in RECENT_POPULARITY_WEIGHTS:
-        u_cf[:, -1] = w
-        scores = exclude_histories(variant_scores("fused", u_cf, u_ct, alpha, *tables, trend,
-                                                  new_items_by_content=False), hist)
-        ranks, _ = ranks_of_targets(scores, hist, targets)
-        top = scores.max(1, keepdims=True)
-        log_norm = top[:, 0] + np.log(np.exp(scores - top).sum(1))
-        ce = float(np.mean(log_norm - scores[np.arange(len(targets)), targets]))
-        curve.append({"weight": float(w), "valid_cross_entropy": ce, "valid_ndcg@10": ndcg_at(ranks, 10)})
-    best = min(curve, key=lambda c: c["valid_cross_entropy"])  # first of equals: the smallest weight
-    model.user.trend_weight.weight.fill_(best["weight"])
-    if progress:
-        tqdm.write(f"recent popularity ({model.cfg.recent_popularity_days:g} days): weight {best['weight']}, "
-                   f"valid NDCG@10 {curve[0]['valid_ndcg@10']:.4f} -> {best['valid_ndcg@10']:.4f}")
-    return curve
-
-
 @torch.no_grad()
 def set_served_recent_popularity(model: GenreModel, split: Split) -> None:
     """The snapshot the exported tables serve: the days before the newest training interaction."""
@@ -376,7 +349,7 @@ def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: boo
     retrieval_history = train_retrieval(model, split, cfg, progress)
     zero_cf_of_unseen_items(model, split)
     set_served_recent_popularity(model, split)
-    popularity_curve = calibrate_recent_popularity(model, split, progress)
+    calibration = calibrate_fusion(model, split, cfg.seed, progress) if cfg.calibrate_fusion else {}
     ranker_history = train_ranker(model, split, cfg, progress) if cfg.ranker_epochs > 0 else []
     meta = {
         "dataset": dataset.name,
@@ -385,11 +358,12 @@ def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: boo
         "text_dim": int(text.shape[1]),
         "retrieval_history": retrieval_history,
         "ranker_history": ranker_history,
-        "recent_popularity_calibration": popularity_curve,
+        "fusion_calibration": calibration,
         "alpha_per_scenario": dict(zip(dataset.scenarios, torch.sigmoid(model.alpha_logit).tolist())),
         **({"recent_popularity_weight_per_scenario": dict(
             zip(dataset.scenarios, model.user.trend_weight.weight[:, 0].tolist()))}
            if cfg.model.recent_popularity else {}),
+        "new_item_bias": float(model.new_item_bias),
         "seconds": {"text_embedding": t_text, "total": time.time() - t0},
         "users": dataset.users.to_json(),
     }

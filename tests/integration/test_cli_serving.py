@@ -6,6 +6,8 @@ import pytest
 
 from genre_serve.cli import main
 from genre_serve.client import GenreClient
+from genre_serve.serving.recommend_logic import ItemTables
+from genre_serve.train.run_dir import load_run
 
 pytestmark = pytest.mark.triton
 
@@ -49,16 +51,28 @@ def test_cli_export_and_add_items_write_new_versions(trained_run, tmp_path, caps
 
     repo = tmp_path / "repo"
     assert main(["export", str(trained_run), "--model-repository", str(repo), "--keep-versions", "2"]) == 0
+    # New items' bias: the one the run fitted on validation, unless given.
+    fitted = float(load_run(trained_run).model.new_item_bias)
+    assert ItemTables.load(repo / "genre_retrieve" / "1").new_items.bias == pytest.approx(fitted)
+    assert main(["export", str(trained_run), "--model-repository", str(repo), "--keep-versions", "2",
+                 "--new-item-bias", "1.25"]) == 0
+    assert ItemTables.load(repo / "genre_retrieve" / "2").new_items.bias == 1.25
+    assert main(["export", str(trained_run), "--model-repository", str(repo), "--new-item-bias", "nan"]) == 2
+    assert "finite" in capsys.readouterr().err
     assert main(["export", str(trained_run), "--model-repository", str(repo), "--keep-versions", "2",
                  "--max-k", "50", "--max-queue-size", "0", "--new-items", "discounted"]) == 0
-    assert "exported version 2" in capsys.readouterr().out
-    assert json.loads((repo / "genre_recommend" / "2" / "recommend.json").read_text())["max_k"] == 50
-    assert json.loads((repo / "genre_retrieve" / "2" / "retrieve.json").read_text())["new_items"] == "discounted"
+    assert "exported version 3" in capsys.readouterr().out
+    assert json.loads((repo / "genre_recommend" / "3" / "recommend.json").read_text())["max_k"] == 50
+    assert json.loads((repo / "genre_retrieve" / "3" / "retrieve.json").read_text())["new_items"] == "discounted"
+    assert ItemTables.load(repo / "genre_retrieve" / "3").new_items is None
     assert "dynamic_batching" not in (repo / "genre_recommend" / "config.pbtxt").read_text()
     pd.DataFrame({"item_id": ["x1"], "title": ["A castle quest"]}).to_csv(tmp_path / "new.csv", index=False)
     assert main(["add-items", str(repo), "--items", str(tmp_path / "new.csv"), "--keep-versions", "2"]) == 0
-    assert "added 1 item(s) as version 3" in capsys.readouterr().out
-    assert sorted(p.name for p in (repo / "genre_recommend").iterdir() if p.name.isdigit()) == ["2", "3"]
+    assert "added 1 item(s) as version 4" in capsys.readouterr().out
+    assert sorted(p.name for p in (repo / "genre_recommend").iterdir() if p.name.isdigit()) == ["3", "4"]
+    # The derived version keeps the new-item rule and bias.
+    retrieve_json = [(repo / "genre_retrieve" / v / "retrieve.json").read_text() for v in ("3", "4")]
+    assert retrieve_json[0] == retrieve_json[1]
     # The same ids again: refused, one line, nothing written.
     assert main(["add-items", str(repo), "--items", str(tmp_path / "new.csv")]) == 2
     assert "already in the catalog" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""Items without CF signal are scored by content alone: the two-pass kernel
-path against a dense NumPy reference on random inputs."""
+"""Items without CF signal are scored by content alone plus a bias: the
+two-pass kernel path against a dense NumPy reference on random inputs."""
 
 import numpy as np
 import pytest
@@ -7,9 +7,9 @@ import pytest
 from genre_serve.retrieval import NewItems, fused_topk_with_new_items, items_without_cf
 
 
-def reference(u_cf, u_ct, alpha, item_cf, item_ct, k, exclude, new):
+def reference(u_cf, u_ct, alpha, item_cf, item_ct, k, exclude, new, bias):
     fused = alpha[:, None] * (u_cf @ item_cf.T) + (1 - alpha[:, None]) * (u_ct @ item_ct.T)
-    fused[:, new] = (u_ct @ item_ct.T)[:, new]
+    fused[:, new] = (u_ct @ item_ct.T)[:, new] + np.float32(bias)
     for row, e in enumerate(exclude):
         fused[row, e] = -np.inf
     n = item_cf.shape[0]
@@ -32,10 +32,11 @@ def test_two_passes_equal_the_dense_rule(seed, k):
     u_ct = rng.standard_normal((b, 6)).astype(np.float32)
     alpha = rng.random(b).astype(np.float32)
     exclude = [rng.choice(n, size=rng.integers(0, 50), replace=False) for _ in range(b)]
-    items = NewItems(item_cf, item_ct)
+    bias = [0.0, 1.5, -2.0][seed % 3]
+    items = NewItems(item_cf, item_ct, bias)
     assert sorted(items.index) == sorted(new)
     idx, scores = fused_topk_with_new_items(u_cf, u_ct, alpha, item_cf, item_ct, k, exclude, items)
-    ref_idx, ref_scores = reference(u_cf, u_ct, alpha, item_cf, item_ct, k, exclude, new)
+    ref_idx, ref_scores = reference(u_cf, u_ct, alpha, item_cf, item_ct, k, exclude, new, bias)
     assert idx.shape == ref_idx.shape
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
     # Indices agree except where two scores tie to float precision.

@@ -69,6 +69,27 @@ def test_cf_init_als_starts_the_cf_vectors_from_the_als_factors(trained):
         init_cf(model, run.split, TrainConfig.from_dict(SMALL | {"cf_init": "svd"}))
 
 
+def test_cf_lr_scale_sets_how_far_the_cf_item_vectors_move_from_als(trained):
+    import torch
+
+    from genre_serve.train.trainer import init_cf, train_retrieval
+
+    ds, run = trained
+    moved = {}
+    for scale in (0.0, 0.1, 1.0):
+        cfg = TrainConfig.from_dict(SMALL | {"epochs": 2, "cf_lr_scale": scale, "ema_decay": 0.0})
+        torch.manual_seed(0)
+        model = GenreModel(ds.num_items, len(ds.scenarios), run.model.items.text[1:], cfg.model)
+        init_cf(model, run.split, cfg)
+        start_cf = model.items.cf.weight.detach().clone()
+        start_proj = model.items.proj[0].weight.detach().clone()
+        train_retrieval(model, run.split, cfg, progress=False)
+        moved[scale] = float((model.items.cf.weight.detach() - start_cf).abs().max())
+        assert float((model.items.proj[0].weight.detach() - start_proj).abs().max()) > 0  # the rest trains
+    # Adam's steps are about the learning rate per coordinate.
+    assert moved[0.0] == 0.0 and 0 < moved[0.1] < 0.5 * moved[1.0]
+
+
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     (tmp_path / "c.toml").write_text("epochs = 'many'\n")
     with pytest.raises(ConfigError, match="epochs"):
@@ -104,22 +125,39 @@ def test_cli_reports_a_missing_file_in_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
 
 
-def test_recent_popularity_weight_is_chosen_on_validation_and_the_snapshot_is_served(trained):
+def test_fusion_is_fitted_on_the_validation_likelihood_and_the_snapshot_is_served(trained):
+    import torch
+
     from genre_serve.evaluation.genre_eval import recent_popularity
-    from genre_serve.train.trainer import RECENT_POPULARITY_WEIGHTS, validation_ndcg
+    from genre_serve.train.calibration import FusionScores
 
     ds, run = trained
-    meta = json.loads((run.path / "meta.json").read_text())
-    curve = meta["recent_popularity_calibration"]
-    assert [c["weight"] for c in curve] == list(RECENT_POPULARITY_WEIGHTS)
-    chosen = run.model.user.trend_weight.weight[:, 0].detach().numpy()
-    best = min(curve, key=lambda c: c["valid_cross_entropy"])
-    assert np.all(chosen == best["weight"])
-    # The curve is what the saved model scores on validation at that weight.
-    trends = recent_popularity(run.model, run.split)
-    assert validation_ndcg(run.model, run.split, trends=trends) == pytest.approx(best["valid_ndcg@10"])
+    cal = json.loads((run.path / "meta.json").read_text())["fusion_calibration"]
+    assert cal["accepted"] and cal["valid_cross_entropy_after"] < cal["valid_cross_entropy_before"]
+    # The saved model carries the fitted values; every scenario's alpha logit
+    # moved by the same shift (the differences between scenarios stay as trained).
+    logits = run.model.alpha_logit.detach()
+    np.testing.assert_allclose(torch.sigmoid(logits).numpy(), cal["after"]["alpha"], rtol=1e-6)
+    before = torch.logit(torch.tensor(cal["before"]["alpha"]))
+    assert len(before) > 1 and np.ptp((logits - before).numpy()) < 1e-4
+    w = run.model.user.trend_weight.weight[:, 0].detach()
+    assert np.all(w.numpy() == np.float32(cal["after"]["recent_popularity_weight"][0]))
+    bias = run.model.new_item_bias
+    assert float(bias) == pytest.approx(cal["after"]["new_item_bias"])
+    # A minimum of the validation cross-entropy: moving any fitted number raises it.
+    data = FusionScores(run.model, run.split, run.config.seed)
+    temperature = cal["temperature"]
+    with torch.no_grad():
+        best = float(data.cross_entropy(logits, w[0], bias, temperature))
+        assert best == pytest.approx(cal["valid_cross_entropy_after"], rel=1e-4)
+        for step in (-0.3, 0.3):
+            assert float(data.cross_entropy(logits + step, w[0], bias, temperature)) > best
+            assert float(data.cross_entropy(logits, w[0] + step, bias, temperature)) > best
+            # Flat where no validation target is a new item (the bias then runs low: never shown).
+            assert float(data.cross_entropy(logits, w[0], bias + step, temperature)) >= best - 1e-6
+    assert data.ndcg10(logits, w[0], bias) == pytest.approx(cal["valid_ndcg@10_after"])
     # Served tables carry the snapshot after the newest training interaction.
-    np.testing.assert_allclose(run.model.items.trend[1:].numpy(), trends.latest())
+    np.testing.assert_allclose(run.model.items.trend[1:].numpy(), recent_popularity(run.model, run.split).latest())
 
 
 def test_per_request_scoring_equals_the_served_kernel_path_at_the_snapshot_time(trained):

@@ -1,0 +1,175 @@
+"""Fitting the fusion on held-out interactions, after retrieval training.
+
+Three numbers decide how the channels are mixed at serving time: the fusion
+weight alpha (per scenario), the weight of recent popularity, and the bias of
+items without CF signal (scored by content alone, plus this bias). Learned
+with the rest on the training positions, the first two come out biased
+towards what the CF vectors have memorised: on ml-latest-small alpha trains
+to 0.77 and the recent-popularity weight to -0.13, while on the validation
+interactions the content channel and recent popularity carry much more. And
+how often users pick an item the CF tables have never seen is something only
+held-out interactions show.
+
+So all three are fitted together on the validation targets, by their
+likelihood: the cross-entropy of the fused scores over the whole catalog
+(the history excluded), the loss retrieval trains with. The parameters are a
+shift of every scenario's alpha logit (the differences between scenarios
+stay as trained), the recent-popularity weight, the new-item bias and a
+temperature that only the fit uses (no ranking depends on it). Four numbers
+from a few hundred users: a likelihood is smooth in them, where validation
+NDCG@10 over 610 users jumps by +-0.002 between neighbouring values and a
+grid search on it chased that noise (benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from genre_serve.data.split import Split
+from genre_serve.evaluation.genre_eval import item_tables, recent_popularity, stage_trend, user_vectors
+from genre_serve.evaluation.metrics import exclude_histories, history_cells, ndcg_at, ranks_of_targets
+from genre_serve.models.genre import GenreModel
+from genre_serve.retrieval import items_without_cf
+
+# Validation users x catalog cells held in memory at once by the fit (three
+# float32 matrices of this size): larger validation sets are subsampled.
+MAX_FIT_CELLS = 20_000_000
+
+
+class FusionScores:
+    """The score matrices of a stage's requests (validation: the fit) that the
+    fusion is a function of: CF without recent popularity, content, recent
+    popularity at each request's time."""
+
+    def __init__(self, model: GenreModel, split: Split, seed: int = 0, stage: str = "valid"):
+        _, hist, _, targets, scen = split.stage(stage)
+        keep = np.arange(len(targets))
+        limit = max(1, MAX_FIT_CELLS // max(split.num_items, 1))
+        if keep.size > limit:
+            keep = np.sort(np.random.default_rng(seed).choice(keep.size, limit, replace=False))
+        self.histories = [hist[i] for i in keep]
+        self.targets = np.asarray(targets)[keep]
+        self.scenarios = np.asarray(scen)[keep]
+        item_cf, item_ct = item_tables(model)
+        u_cf, u_ct, _ = user_vectors(model, self.histories, self.scenarios)
+        trends = recent_popularity(model, split)
+        self.has_trend = trends is not None
+        if self.has_trend:
+            self.cf = torch.from_numpy(u_cf[:, :-1] @ item_cf[:, :-1].T)
+            self.trend = torch.from_numpy(np.ascontiguousarray(stage_trend(trends, split, stage)[keep],
+                                                               dtype=np.float32))
+        else:
+            self.cf, self.trend = torch.from_numpy(u_cf @ item_cf.T), None
+        self.ct = torch.from_numpy(u_ct @ item_ct.T)
+        self.new = torch.zeros(split.num_items, dtype=torch.bool)
+        self.new[torch.from_numpy(items_without_cf(item_cf))] = True
+        rows, cols = history_cells(self.histories)
+        self.seen = torch.zeros_like(self.ct, dtype=torch.bool)
+        self.seen[torch.as_tensor(rows), torch.as_tensor(cols)] = True
+
+    def fused(self, alpha_logit: torch.Tensor, trend_weight: torch.Tensor, new_item_bias: torch.Tensor,
+              temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """Served scores [B, N] (history cells -inf-like) under these parameters."""
+        a = torch.sigmoid(alpha_logit[torch.from_numpy(self.scenarios)]).unsqueeze(1)
+        cf = self.cf if self.trend is None else self.cf + trend_weight * self.trend
+        scores = torch.where(self.new, self.ct + new_item_bias, a * cf + (1 - a) * self.ct)
+        return (scores * temperature).masked_fill(self.seen, -1e9)
+
+    def cross_entropy(self, *params) -> torch.Tensor:
+        return F.cross_entropy(self.fused(*params), torch.from_numpy(self.targets))
+
+    def ndcg10(self, *params) -> float:
+        with torch.no_grad():
+            scores = exclude_histories(self.fused(*params).numpy(), self.histories)
+        return ndcg_at(ranks_of_targets(scores, self.histories, self.targets)[0], 10)
+
+
+def fusion_parameters(model: GenreModel) -> dict:
+    """The served fusion of a model: alpha per scenario, recent-popularity
+    weight per scenario (None without it), new-item bias."""
+    return {
+        "alpha": torch.sigmoid(model.alpha_logit.detach()).tolist(),
+        "recent_popularity_weight": (model.user.trend_weight.weight[:, 0].tolist()
+                                     if model.cfg.recent_popularity else None),
+        "new_item_bias": float(model.new_item_bias),
+    }
+
+
+def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: bool = True) -> dict:
+    """Fits alpha (a shift of every scenario's logit), the recent-popularity
+    weight (one for all scenarios) and the new-item bias on the validation
+    likelihood, and sets them in `model`. Keeps the trained values if the fit
+    does not lower the cross-entropy. Returns the parameters and validation
+    figures before and after."""
+    if not len(split.stage("valid")[3]):
+        return {"skipped": "no validation targets"}
+    data = FusionScores(model, split, seed)
+    logits0 = model.alpha_logit.detach().clone()
+    w0 = float(model.user.trend_weight.weight[0, 0].detach()) if data.has_trend else 0.0
+    start = (logits0, torch.tensor(w0), model.new_item_bias.detach().clone())
+    shift = torch.zeros((), requires_grad=True)
+    w = torch.tensor(w0, requires_grad=data.has_trend)
+    bias = model.new_item_bias.detach().clone().requires_grad_(True)
+    log_temperature = torch.zeros((), requires_grad=True)
+    free = [shift, bias, log_temperature] + ([w] if data.has_trend else [])
+    opt = torch.optim.LBFGS(free, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = data.cross_entropy(logits0 + shift, w, bias, log_temperature.exp())
+        loss.backward()
+        return loss
+
+    ce_before = _best_temperature_cross_entropy(data, start)
+    opt.step(closure)
+    fitted = (logits0 + shift.detach(), w.detach(), bias.detach())
+    with torch.no_grad():
+        ce_after = float(data.cross_entropy(*fitted, log_temperature.detach().exp()))
+    report = {"valid_users": int(data.targets.size), "before": fusion_parameters(model),
+              "valid_cross_entropy_before": ce_before, "valid_ndcg@10_before": data.ndcg10(*start)}
+    accepted = bool(np.isfinite(ce_after) and ce_after < ce_before)
+    if accepted:
+        with torch.no_grad():
+            model.alpha_logit.copy_(fitted[0])
+            if data.has_trend:
+                model.user.trend_weight.weight.fill_(float(fitted[1]))
+            model.new_item_bias.fill_(float(fitted[2]))
+    report.update({"accepted": accepted, "after": fusion_parameters(model),
+                   "temperature": float(log_temperature.detach().exp()),
+                   "valid_cross_entropy_after": ce_after if accepted else ce_before,
+                   "valid_ndcg@10_after": data.ndcg10(*fitted) if accepted else report["valid_ndcg@10_before"]})
+    if progress:
+        tqdm.write(f"fusion calibrated on validation: alpha {_fmt(report['before']['alpha'])} -> "
+                   f"{_fmt(report['after']['alpha'])}, recent-popularity weight "
+                   f"{_fmt(report['before']['recent_popularity_weight'])} -> "
+                   f"{_fmt(report['after']['recent_popularity_weight'])}, new-item bias "
+                   f"{report['after']['new_item_bias']:.3f}; valid NDCG@10 {report['valid_ndcg@10_before']:.4f} -> "
+                   f"{report['valid_ndcg@10_after']:.4f}")
+    return report
+
+
+def _best_temperature_cross_entropy(data: FusionScores, params) -> float:
+    """The cross-entropy at `params` with the temperature fitted too, so that
+    before and after are compared on equal terms."""
+    log_temperature = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([log_temperature], max_iter=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = data.cross_entropy(*params, log_temperature.exp())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return float(data.cross_entropy(*params, log_temperature.exp()))
+
+
+def _fmt(values) -> str:
+    if values is None:
+        return "-"
+    values = sorted(set(round(v, 3) for v in values))
+    return str(values[0]) if len(values) == 1 else f"{values[0]}..{values[-1]}"
