@@ -6,6 +6,10 @@ plus auxiliary losses on the CF-only and content-only scores so that each
 space is a retriever on its own. Early stopping on validation NDCG@10. The CF
 item vectors start from implicit ALS factors (cf_init="als"): on
 ml-latest-small that warm start took validation NDCG@10 from 0.040 to 0.046.
+They then learn at 3% of the rate of the rest (cf_lr_scale): at the full
+rate they memorise the training targets (ml-latest-small, validation
+likelihood after calibration: best at 0.03 of 0, 0.03, 0.1, 0.3 and 1 on
+seed 0, and of 0.03, 0.1 and 1 on seeds 1 and 2; benchmarks/RESULTS.md).
 
 Recent popularity (models with recent_popularity_days > 0): the served tables
 carry the snapshot of the days before the newest training interaction.
