@@ -109,7 +109,9 @@ def load_run(path: str | Path) -> Run:
     if missing:
         raise RunDirError(f"{path} is not a complete training run (missing {', '.join(missing)})")
     meta = json.loads((path / "meta.json").read_text())
-    config = TrainConfig.from_dict(meta["config"])
+    # Fields a run's config lacks read today's defaults; these two record how
+    # the run was trained, and runs from before them trained without either.
+    config = TrainConfig.from_dict({"cf_lr_scale": 1.0, "calibrate_fusion": False} | meta["config"])
     items_doc = json.loads((path / "items.json").read_text())
     state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
     if config.model.recent_popularity and "items.trend" not in state:

@@ -90,6 +90,26 @@ def test_cf_lr_scale_sets_how_far_the_cf_item_vectors_move_from_als(trained):
     assert moved[0.0] == 0.0 and 0 < moved[0.1] < 0.5 * moved[1.0]
 
 
+def test_a_run_saved_before_the_fusion_fit_loads_as_it_was_trained(trained, tmp_path):
+    import shutil
+
+    import torch
+
+    ds, run = trained
+    old = tmp_path / "old"
+    shutil.copytree(run.path, old)
+    meta = json.loads((old / "meta.json").read_text())
+    for key in ("cf_lr_scale", "calibrate_fusion"):
+        del meta["config"][key]
+    (old / "meta.json").write_text(json.dumps(meta))
+    state = torch.load(old / "model.pt", weights_only=True)
+    del state["new_item_bias"]
+    torch.save(state, old / "model.pt")
+    loaded = load_run(old)
+    assert loaded.config.cf_lr_scale == 1.0 and loaded.config.calibrate_fusion is False
+    assert float(loaded.model.new_item_bias) == 0.0  # new items by content alone, as served then
+
+
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     (tmp_path / "c.toml").write_text("epochs = 'many'\n")
     with pytest.raises(ConfigError, match="epochs"):
