@@ -56,8 +56,7 @@ class FusionScores:
         item_cf, item_ct = item_tables(model)
         u_cf, u_ct, _ = user_vectors(model, self.histories, self.scenarios)
         trends = recent_popularity(model, split)
-        self.has_trend = trends is not None
-        if self.has_trend:
+        if trends is not None:
             self.cf = torch.from_numpy(u_cf[:, :-1] @ item_cf[:, :-1].T)
             self.trend = torch.from_numpy(np.ascontiguousarray(stage_trend(trends, split, stage)[keep],
                                                                dtype=np.float32))
@@ -69,6 +68,10 @@ class FusionScores:
         rows, cols = history_cells(self.histories)
         self.seen = torch.zeros_like(self.ct, dtype=torch.bool)
         self.seen[torch.as_tensor(rows), torch.as_tensor(cols)] = True
+
+    @property
+    def has_trend(self) -> bool:
+        return self.trend is not None
 
     def fused(self, alpha_logit: torch.Tensor, trend_weight: torch.Tensor, new_item_bias: torch.Tensor,
               temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
@@ -115,16 +118,8 @@ def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: b
     bias = model.new_item_bias.detach().clone().requires_grad_(True)
     log_temperature = torch.zeros((), requires_grad=True)
     free = [shift, bias, log_temperature] + ([w] if data.has_trend else [])
-    opt = torch.optim.LBFGS(free, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = data.cross_entropy(logits0 + shift, w, bias, log_temperature.exp())
-        loss.backward()
-        return loss
-
     ce_before = _best_temperature_cross_entropy(data, start)
-    opt.step(closure)
+    _minimise(free, lambda: data.cross_entropy(logits0 + shift, w, bias, log_temperature.exp()), max_iter=200)
     fitted = (logits0 + shift.detach(), w.detach(), bias.detach())
     with torch.no_grad():
         ce_after = float(data.cross_entropy(*fitted, log_temperature.detach().exp()))
@@ -155,17 +150,22 @@ def _best_temperature_cross_entropy(data: FusionScores, params) -> float:
     """The cross-entropy at `params` with the temperature fitted too, so that
     before and after are compared on equal terms."""
     log_temperature = torch.zeros((), requires_grad=True)
-    opt = torch.optim.LBFGS([log_temperature], max_iter=50, line_search_fn="strong_wolfe")
+    _minimise([log_temperature], lambda: data.cross_entropy(*params, log_temperature.exp()), max_iter=50)
+    with torch.no_grad():
+        return float(data.cross_entropy(*params, log_temperature.exp()))
+
+
+def _minimise(free: list[torch.Tensor], loss, max_iter: int) -> None:
+    """Minimises `loss()` over the tensors `free` in place (LBFGS, strong Wolfe line search)."""
+    opt = torch.optim.LBFGS(free, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = data.cross_entropy(*params, log_temperature.exp())
-        loss.backward()
-        return loss
+        value = loss()
+        value.backward()
+        return value
 
     opt.step(closure)
-    with torch.no_grad():
-        return float(data.cross_entropy(*params, log_temperature.exp()))
 
 
 def _fmt(values) -> str:

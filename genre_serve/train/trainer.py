@@ -55,9 +55,8 @@ from genre_serve.evaluation.genre_eval import (
     stage_trend,
     top_candidates,
     user_vectors,
-    variant_scores,
 )
-from genre_serve.evaluation.metrics import exclude_histories, history_cells, ndcg_at, ranks_of_targets
+from genre_serve.evaluation.metrics import history_cells, ndcg_at
 from genre_serve.models.genre import GenreModel, candidate_cf, right_align
 from genre_serve.models.text_encoder import encode_texts
 from genre_serve.train.calibration import calibrate_fusion
@@ -186,8 +185,9 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     params = [p for _, p in named]
     # The CF item table may learn at a scaled rate (cf_lr_scale): it starts
     # from ALS factors, and at the full rate it memorises the training targets.
-    item_cf = [p for n, p in named if n.startswith(("items.cf.", "items.bias."))]
-    rest = [p for n, p in named if not n.startswith(("items.cf.", "items.bias."))]
+    item_cf, rest = [], []
+    for n, p in named:
+        (item_cf if n.startswith(("items.cf.", "items.bias.")) else rest).append(p)
     opt = torch.optim.Adam([{"params": rest}, {"params": item_cf, "lr": cfg.lr * cfg.cf_lr_scale}],
                            lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.lr_schedule not in ("constant", "cosine"):
