@@ -180,6 +180,30 @@ def test_fusion_is_fitted_on_the_validation_likelihood_and_the_snapshot_is_serve
     np.testing.assert_allclose(run.model.items.trend[1:].numpy(), recent_popularity(run.model, run.split).latest())
 
 
+def test_the_fit_scores_what_evaluation_scores(trained):
+    """FusionScores restates the served fusion in torch (for gradients): at
+    the model's own parameters it equals variant_scores, new-item bias included."""
+    import torch
+
+    from genre_serve.evaluation.genre_eval import (item_tables, recent_popularity, stage_trend, user_vectors,
+                                                   variant_scores)
+    from genre_serve.evaluation.metrics import exclude_histories
+    from genre_serve.train.calibration import FusionScores
+
+    ds, run = trained
+    model = run.model
+    data = FusionScores(model, run.split, run.config.seed, stage="test")
+    with torch.no_grad():
+        fit = data.fused(model.alpha_logit, model.user.trend_weight.weight[0, 0], model.new_item_bias).numpy()
+    trend = stage_trend(recent_popularity(model, run.split), run.split, "test")
+    served = variant_scores("fused", *user_vectors(model, data.histories, data.scenarios), *item_tables(model),
+                            trend, new_item_bias=float(model.new_item_bias))
+    exclude_histories(served, data.histories)
+    seen = data.seen.numpy()
+    assert float(model.new_item_bias) != 0.0 and data.new.any()
+    np.testing.assert_allclose(fit[~seen], served[~seen], rtol=1e-4, atol=1e-4)
+
+
 def test_per_request_scoring_equals_the_served_kernel_path_at_the_snapshot_time(trained):
     """Evaluation reads recent popularity per request (dense scores, torch
     features); serving reads the tables' snapshot (fused_topk, cross_features
