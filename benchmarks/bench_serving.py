@@ -49,9 +49,9 @@ def main(argv=None) -> int:
 
     from genre_serve.client import GenreClient
     from genre_serve.export.repository import export_run
+    from genre_serve.formats.run_dir import load_run
     from genre_serve.serving.launcher import TritonServer
     from genre_serve.serving.pipeline import InProcessRecommender
-    from genre_serve.train.run_dir import load_run
 
     if not (args.run_dir / "model.pt").exists():
         from genre_serve.config import TrainConfig
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         print(f"no run at {args.run_dir}: training a 1-epoch model on ml-latest-small first")
         train(load_builtin(), TrainConfig(epochs=1, ranker_epochs=1), args.run_dir)
     run = load_run(args.run_dir)
-    _, hist, _, _, _ = run.split.stage("test")
+    hist = run.split.stage("test").histories
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(hist), size=args.requests)
     requests = [(run.items.external(hist[i]), args.k) for i in picks]

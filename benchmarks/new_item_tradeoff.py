@@ -20,17 +20,23 @@ from pathlib import Path
 import numpy as np
 
 from genre_serve.evaluation.evaluate import cold_start_inputs
-from genre_serve.evaluation.genre_eval import item_tables, recent_popularity, stage_trend, user_vectors, variant_scores
+from genre_serve.evaluation.genre_eval import (
+    item_tables,
+    recent_popularity_counter,
+    stage_recent_popularity,
+    user_vectors,
+    variant_scores,
+)
 from genre_serve.evaluation.metrics import exclude_histories, ndcg_at, ranks_of_targets, recall_at
+from genre_serve.formats.run_dir import load_run
 from genre_serve.retrieval import items_without_cf
-from genre_serve.train.run_dir import load_run
 
 BIASES = (float("-inf"), -4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
-def served_scores(run, tables, histories, scenarios, trend) -> np.ndarray:
+def served_scores(run, tables, histories, scenarios, recent_popularity) -> np.ndarray:
     """Fused scores as served (new items by content alone), before any bias."""
-    return variant_scores("fused", *user_vectors(run.model, histories, scenarios), *tables, trend,
+    return variant_scores("fused", *user_vectors(run.model, histories, scenarios), *tables, recent_popularity,
                           new_items_by_content=True, new_item_bias=0.0)
 
 
@@ -47,15 +53,18 @@ def main() -> None:
     args = ap.parse_args()
     run = load_run(args.run_dir)
     split, tables = run.split, item_tables(run.model)
-    trends = recent_popularity(run.model, split)
+    recent_counter = recent_popularity_counter(run.model, split)
     new = items_without_cf(tables[0])
     # Scores once per population; each bias only shifts the new items' columns.
-    _, v_hist, _, _, v_scen = split.stage("valid")
-    valid = exclude_histories(served_scores(run, tables, v_hist, v_scen, stage_trend(trends, split, "valid")), v_hist)
-    _, t_hist, _, t_targets, t_scen = split.stage("test")
-    test = served_scores(run, tables, t_hist, t_scen, stage_trend(trends, split, "test"))
+    valid = split.stage("valid")
+    v_hist, v_scen = valid.histories, valid.scenarios
+    valid_popularity = stage_recent_popularity(recent_counter, split, "valid")
+    valid = exclude_histories(served_scores(run, tables, v_hist, v_scen, valid_popularity), v_hist)
+    test = split.stage("test")
+    t_hist, t_targets, t_scen = test.histories, test.targets, test.scenarios
+    test = served_scores(run, tables, t_hist, t_scen, stage_recent_popularity(recent_counter, split, "test"))
     _, c_hist, c_scen, c_targets, c_times = cold_start_inputs(run)
-    cold = served_scores(run, tables, c_hist, c_scen, None if trends is None else trends.at(c_times))
+    cold = served_scores(run, tables, c_hist, c_scen, None if recent_counter is None else recent_counter.at(c_times))
     rows = []
     print(f"{args.run_dir}: {new.size} items without CF signal of {split.num_items}; fused retrieval (no ranker)")
     fitted = float(run.model.new_item_bias)

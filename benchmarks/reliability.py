@@ -25,15 +25,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from genre_serve.client.model_control import load_latest
 from genre_serve.export import model_configs as mc
 from genre_serve.export.add_items import add_items
 from genre_serve.export.repository import export_run, reconfigure
+from genre_serve.formats import repository as fmt
+from genre_serve.formats.run_dir import load_run
 from genre_serve.loadtest import sweep
 from genre_serve.loadtest.traffic import BackgroundTraffic
 from genre_serve.reliability import bad_inputs, batching, raw_http
 from genre_serve.serving.launcher import TritonServer
-from genre_serve.serving.rollout import load_latest
-from genre_serve.train.run_dir import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 # The pytest entry point, not `python -m pytest`: that would import the source
@@ -415,7 +416,7 @@ def main(argv=None) -> int:
         print(f"{args.run}: no trained run (run `genre-serve quickstart` first, or pass --run)", file=sys.stderr)
         return 2
     run = load_run(args.run)
-    histories = [run.items.external(h) for h in run.split.stage("test")[1]]
+    histories = [run.items.external(h) for h in run.split.stage("test").histories]
     crashes = Crashes()
     doc: dict = {"command": "python benchmarks/reliability.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                  "date": time.strftime("%Y-%m-%d"), "machine": "2-core x86-64 CPU, no GPU",
@@ -424,7 +425,7 @@ def main(argv=None) -> int:
         work = Path(tmp)
         base = work / "base"
         export_run(args.run, base)
-        doc["max_k"] = json.loads((base / mc.RECOMMEND / "1" / "recommend.json").read_text())["max_k"]
+        doc["max_k"] = fmt.Catalog.load(base / fmt.RECOMMEND / "1").max_k
         print("[1/6] bad input")
         with TritonServer(base) as server:
             doc["bad_inputs"] = phase_bad_inputs(server, run.items.ids, doc["max_k"], crashes)

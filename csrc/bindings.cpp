@@ -222,8 +222,14 @@ PYBIND11_MODULE(_C, m) {
 #ifdef GENRE_SERVE_WITH_CUDA
   m.def("has_cuda", []() { return true; }, "Whether the CUDA kernels were compiled in.");
   m.def("cuda_device_count", []() { return genre::cuda_device_count(); });
-  m.def("fused_topk_cuda", &fused_topk_cuda);
-  m.def("cross_features_cuda", &cross_features_cuda);
+  // Device pointers are integers (from __cuda_array_interface__); every
+  // argument is named, and genre_serve.kernels.cuda passes them by keyword.
+  m.def("fused_topk_cuda", &fused_topk_cuda, py::kw_only(), py::arg("user_cf"), py::arg("item_cf"), py::arg("dim_cf"),
+        py::arg("user_ct"), py::arg("item_ct"), py::arg("dim_ct"), py::arg("w_cf"), py::arg("w_ct"), py::arg("batch"),
+        py::arg("num_items"), py::arg("k"), py::arg("exclude_indptr"), py::arg("exclude_indices"));
+  m.def("cross_features_cuda", &cross_features_cuda, py::kw_only(), py::arg("user"), py::arg("items"),
+        py::arg("candidates"), py::arg("scores"), py::arg("batch"), py::arg("num_items"), py::arg("dim"),
+        py::arg("num_candidates"), py::arg("out"));
   register_device_array(m);
 #else
   m.def("has_cuda", []() { return false; }, "Whether the CUDA kernels were compiled in.");

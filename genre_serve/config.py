@@ -1,23 +1,34 @@
 """Configuration dataclasses: defaults in code, overridable from a TOML file
-and from ``GENRE_SERVE_*`` environment variables (one per top-level field)."""
+and from ``GENRE_SERVE_TRAIN_<FIELD>`` environment variables (one per
+top-level scalar field, e.g. ``GENRE_SERVE_TRAIN_EPOCHS=5``).
+
+The training overrides have a prefix of their own: ``GENRE_SERVE_*`` alone
+also names run-time settings (``GENRE_SERVE_NUM_THREADS``,
+``GENRE_SERVE_CACHE``, ``GENRE_SERVE_CUDA``). The old form
+``GENRE_SERVE_<FIELD>`` still works, with a deprecation warning, where no
+``GENRE_SERVE_TRAIN_<FIELD>`` is set.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
+import types
 import typing
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from genre_serve.data.dataset import DataConfig
-from genre_serve.errors import GenreServeError
+from genre_serve.errors import ConfigError
 from genre_serve.models.genre import ModelConfig
 
-
-class ConfigError(GenreServeError, ValueError):
-    """A configuration file or value is invalid."""
+ENV_PREFIX = "GENRE_SERVE_TRAIN_"
+LEGACY_ENV_PREFIX = "GENRE_SERVE_"
 
 
 @dataclass(frozen=True)
@@ -51,11 +62,11 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
         return _build(cls, raw, "config")
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "TrainConfig":
+    def from_toml(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         try:
             raw = tomllib.loads(path.read_text())
@@ -65,15 +76,23 @@ class TrainConfig:
             raise ConfigError(f"config file {path}: {e}") from None
         return cls.from_dict(raw)
 
-    def with_env(self, environ: dict[str, str] | None = None) -> "TrainConfig":
-        """Overrides top-level scalar fields from GENRE_SERVE_<FIELD> variables."""
+    def with_env(self, environ: Mapping[str, str] | None = None) -> TrainConfig:
+        """Overrides top-level scalar fields from GENRE_SERVE_TRAIN_<FIELD> variables
+        (or, deprecated, GENRE_SERVE_<FIELD>)."""
         environ = os.environ if environ is None else environ
         changes = {}
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            value = environ.get(f"GENRE_SERVE_{f.name.upper()}")
-            if value is not None and not dataclasses.is_dataclass(hints[f.name]):
-                changes[f.name] = _coerce(hints[f.name], value, f"GENRE_SERVE_{f.name.upper()}")
+            if dataclasses.is_dataclass(hints[f.name]):
+                continue
+            name = f"{ENV_PREFIX}{f.name.upper()}"
+            value = environ.get(name)
+            if value is None and f"{LEGACY_ENV_PREFIX}{f.name.upper()}" in environ:
+                legacy = f"{LEGACY_ENV_PREFIX}{f.name.upper()}"
+                warnings.warn(f"{legacy} is deprecated: set {name} instead", FutureWarning, stacklevel=2)
+                name, value = legacy, environ[legacy]
+            if value is not None:
+                changes[f.name] = _coerce(hints[f.name], value, name)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,7 +126,7 @@ def _coerce(hint, value, where: str):
         raise ConfigError(f"{where}: must not be empty")
     if origin is tuple:
         return tuple(_coerce(args[0], v, where) for v in (value.split(",") if isinstance(value, str) else value))
-    target = args[0] if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None) else hint
+    target = args[0] if origin in (typing.Union, types.UnionType) else hint
     try:
         if target is bool and isinstance(value, str):
             return value.lower() in ("1", "true", "yes", "on")

@@ -3,8 +3,8 @@
 An item without training interactions (held out, or added by `add-items`)
 has a zero CF row: no vector, no bias, no recent popularity. Scored like the
 others, alpha * 0 + (1 - alpha) * content, it is discounted for a channel it
-does not have, and practically never reaches a top K (on ml-latest-small:
-0.02 such items per top 20). The fused score is a weighted average of two
+does not have, and practically never reaches a top K (benchmarks/RESULTS.md
+has the figures). The fused score is a weighted average of two
 estimates of the same affinity, so where one is missing the other stands
 alone: such items are scored by their content score, plus a bias fitted on
 validation (how often users pick an item the CF tables have not seen:
@@ -20,16 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from genre_serve.kernels import fused_topk
-
-# How items without CF signal are scored (export --new-items): "content", by
-# their content score alone; "discounted", like every item (CF score 0).
-NEW_ITEM_RULES = ("content", "discounted")
-
-
-def check_new_item_rule(rule: str) -> str:
-    if rule not in NEW_ITEM_RULES:
-        raise ValueError(f"new_items: one of {', '.join(NEW_ITEM_RULES)}, got {rule!r}")
-    return rule
 
 
 def items_without_cf(item_cf: np.ndarray) -> np.ndarray:

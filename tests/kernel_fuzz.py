@@ -101,7 +101,7 @@ def _same_verdict(kernel, reference, args: dict):
             kernel(**args)
         except type(expected):
             return None
-        raise AssertionError(f"the reference raised {expected!r}; the kernel did not raise the same")
+        raise AssertionError(f"the reference raised {expected!r}; the kernel did not raise the same") from None
     return kernel(**args), want
 
 

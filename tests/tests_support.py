@@ -114,8 +114,7 @@ def train_synthetic(out, num_users: int, num_items: int, seed: int, **overrides)
     """Trains SMALL_TRAIN_CONFIG (plus overrides) on synthetic data into `out`;
     returns the dataset."""
     from genre_serve.config import TrainConfig
-    from genre_serve.data import build_dataset
-    from genre_serve.data import synthetic
+    from genre_serve.data import build_dataset, synthetic
     from genre_serve.train.trainer import train
 
     raw, items = synthetic.generate(num_users=num_users, num_items=num_items, seed=seed)

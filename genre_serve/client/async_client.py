@@ -1,77 +1,87 @@
 """The asyncio client, on tritonclient's aio clients: same API as GenreClient,
-awaitable, with the same typed errors and retry policy."""
+awaitable, with the same settings, typed errors and retry policy
+(:class:`genre_serve.client.core.ClientCore`)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from genre_serve.client.client import (
-    RECOMMEND_MODEL,
+import numpy as np
+
+from genre_serve.client.core import (
+    RECOMMEND_OUTPUTS,
+    ClientCore,
     Recommendation,
     classify,
-    is_retryable,
     parse_recommendations,
-    recommend_inputs,
+    recommend_arrays,
 )
 from genre_serve.errors import ClientTimeoutError
+from genre_serve.formats import repository as fmt
 
 
-class AsyncGenreClient:
+class AsyncGenreClient(ClientCore):
     def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", timeout_s: float = 10.0,
-                 retries: int = 3, backoff_s: float = 0.1, model: str = RECOMMEND_MODEL,
+                 retries: int = 3, backoff_s: float = 0.1, model: str = fmt.RECOMMEND,
                  retry_overloaded: bool = False):
+        super().__init__(url, protocol, timeout_s, retries, backoff_s, model, retry_overloaded)
         if protocol == "http":
-            import tritonclient.http as module
-            import tritonclient.http.aio as aio
+            import tritonclient.http.aio as http_aio
 
-            self._client = aio.InferenceServerClient(url, conn_timeout=timeout_s)
-        elif protocol == "grpc":
-            import tritonclient.grpc as module
-            import tritonclient.grpc.aio as aio
-
-            self._client = aio.InferenceServerClient(url)
+            self._client = http_aio.InferenceServerClient(url, conn_timeout=timeout_s)
         else:
-            raise ValueError(f"protocol: 'http' or 'grpc', got {protocol!r}")
-        self._module = module
-        self.url, self.protocol, self.timeout_s = url, protocol, timeout_s
-        self.retries, self.backoff_s, self.model = retries, backoff_s, model
-        self.retry_overloaded = retry_overloaded
+            import tritonclient.grpc.aio as grpc_aio
 
-    async def recommend(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
-                        alpha: float | None = None) -> list[Recommendation]:
-        inputs, outputs = recommend_inputs(self._module, history, k, scenario, alpha)
+            self._client = grpc_aio.InferenceServerClient(url)
+
+    async def _infer_result(self, model: str, arrays: Mapping[str, np.ndarray], outputs: Sequence[str],
+                            version: int | None = None) -> Any:
+        inputs, requested = self.infer_inputs(arrays), self.requested_outputs(outputs)
+        kwargs = self.infer_kwargs(version)
         attempt = 0
         while True:
             try:
-                result = await asyncio.wait_for(self._client.infer(self.model, inputs, outputs=outputs),
-                                                self.timeout_s)
-                return parse_recommendations(result)
+                return await asyncio.wait_for(self._client.infer(model, inputs, outputs=requested, **kwargs),
+                                              self.timeout_s)
             except asyncio.TimeoutError as e:
                 raise ClientTimeoutError(f"no answer within {self.timeout_s} s") from e
             except Exception as e:  # noqa: BLE001 - classified below
                 err = classify(e)
-                if is_retryable(err, self.retry_overloaded) and attempt < self.retries:
-                    await asyncio.sleep(self.backoff_s * (2**attempt))
-                    attempt += 1
-                    continue
-                raise err from e
+                delay = self.retry_delay(err, attempt)
+                if delay is None:
+                    raise err from e
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
+                    version: int | None = None) -> dict[str, np.ndarray]:
+        """GenreClient.infer, awaitable."""
+        result = await self._infer_result(model, inputs, outputs, version)
+        return {name: result.as_numpy(name) for name in outputs}
+
+    async def recommend(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
+                        alpha: float | None = None) -> list[Recommendation]:
+        result = await self._infer_result(self.model, recommend_arrays(history, k, scenario, alpha),
+                                          RECOMMEND_OUTPUTS)
+        return parse_recommendations(result)
 
     async def recommend_many(self, histories: Iterable[Sequence[str]], k: int = 10,
-                             scenario: str | None = None, alpha: float | None = None):
-        return await asyncio.gather(*(self.recommend(h, k, scenario, alpha) for h in histories))
+                             scenario: str | None = None, alpha: float | None = None) -> list[list[Recommendation]]:
+        return list(await asyncio.gather(*(self.recommend(h, k, scenario, alpha) for h in histories)))
 
     async def is_ready(self) -> bool:
         try:
             return bool(await self._client.is_server_ready()) and bool(await self._client.is_model_ready(self.model))
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - not ready is the answer
             return False
 
     async def close(self) -> None:
         await self._client.close()
 
-    async def __aenter__(self) -> "AsyncGenreClient":
+    async def __aenter__(self) -> AsyncGenreClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class IdMap:
     def external(self, indices: Iterable[int]) -> list[str]:
         return [self._ids[int(i)] for i in indices]
 
-    def extended(self, new_ids: Iterable[str]) -> "IdMap":
+    def extended(self, new_ids: Iterable[str]) -> IdMap:
         """A map with `new_ids` appended (existing ids keep their indices)."""
         return IdMap(self._ids + [str(i) for i in new_ids])
 
@@ -49,5 +49,5 @@ class IdMap:
         return list(self._ids)
 
     @classmethod
-    def from_json(cls, ids: list[str]) -> "IdMap":
+    def from_json(cls, ids: list[str]) -> IdMap:
         return cls(ids)

@@ -11,10 +11,21 @@ become cold-start targets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from genre_serve.data.dataset import Dataset
+
+
+class Stage(NamedTuple):
+    """The requests of one stage (validation or test): users with a target."""
+
+    users: np.ndarray  # [U'] user indices
+    histories: list[np.ndarray]  # per user: the items before the target, oldest first
+    history_scenarios: list[np.ndarray]  # the scenarios of those items
+    targets: np.ndarray  # [U'] the item to predict
+    scenarios: np.ndarray  # [U'] the scenario of the request (the target's)
 
 
 @dataclass
@@ -57,8 +68,9 @@ class Split:
             return self.test_item, self.test_scenario
         raise ValueError(f"stage: 'valid' or 'test', got {name!r}")
 
-    def stage(self, name: str) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-        """(users, histories, history scenarios, targets, target scenarios) of users with a target."""
+    def stage(self, name: str) -> Stage:
+        """The requests of stage `name` ("valid" or "test"): validation is
+        scored with the training history, test with training + validation."""
         target, scen = self._stage_arrays(name)
         users = np.flatnonzero(target >= 0)
         hist, hist_s = [], []
@@ -69,7 +81,7 @@ class Split:
                 scens = np.append(scens, self.valid_scenario[u])
             hist.append(items)
             hist_s.append(scens)
-        return users, hist, hist_s, target[users], scen[users]
+        return Stage(users, hist, hist_s, target[users], scen[users])
 
     def train_counts(self) -> np.ndarray:
         """Interactions per item in training (popularity)."""

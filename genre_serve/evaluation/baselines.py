@@ -32,7 +32,7 @@ def interaction_matrix(split: Split) -> sp.csr_matrix:
 class MostPopular:
     name = "most-popular"
 
-    def fit(self, split: Split) -> "MostPopular":
+    def fit(self, split: Split) -> MostPopular:
         self.counts = split.train_counts().astype(np.float32)
         return self
 
@@ -49,8 +49,8 @@ class RecentPopular:
         self.window_days = window_days
         self.name = f"recent-popular ({window_days:g} days)"
 
-    def fit(self, split: Split) -> "RecentPopular":
-        self.trends = RecentPopularity.of_split(split, self.window_days)
+    def fit(self, split: Split) -> RecentPopular:
+        self.recent_counter = RecentPopularity.of_split(split, self.window_days)
         counts = split.train_counts().astype(np.float32)
         self.tiebreak = 1e-3 * counts / max(counts.max(), 1.0)
         return self
@@ -58,7 +58,7 @@ class RecentPopular:
     def score(self, users, histories, scenarios, times=None) -> np.ndarray:
         if times is None:
             raise ValueError("recent-popular scores need the request times")
-        return self.trends.at(times) + self.tiebreak
+        return self.recent_counter.at(times) + self.tiebreak
 
 
 class ItemKNN:
@@ -71,7 +71,7 @@ class ItemKNN:
     def __init__(self, neighbours: int = 100):
         self.neighbours = neighbours
 
-    def fit(self, split: Split) -> "ItemKNN":
+    def fit(self, split: Split) -> ItemKNN:
         X = interaction_matrix(split).tocsc()
         norms = np.sqrt(np.asarray(X.multiply(X).sum(0))).ravel()
         norms[norms == 0] = 1.0
@@ -110,7 +110,7 @@ class ImplicitMF:
         self.kind, self.factors, self.iterations, self.seed, self.params = kind, factors, iterations, seed, params
         self.name = f"implicit {kind.upper()}"
 
-    def fit(self, split: Split) -> "ImplicitMF":
+    def fit(self, split: Split) -> ImplicitMF:
         if self.kind == "als":
             from implicit.cpu.als import AlternatingLeastSquares as Model
 
@@ -177,7 +177,7 @@ class SASRec:
                 out[i, length - s.size :] = torch.as_tensor(s + 1)
         return out
 
-    def fit(self, split: Split) -> "SASRec":
+    def fit(self, split: Split) -> SASRec:
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         n = split.num_items
@@ -187,8 +187,7 @@ class SASRec:
         # max_len + 1: inputs and targets are then max_len long, so the last
         # input sits at the same (absolute) position as at scoring time.
         seqs = self._pad([split.train_items[u] for u in train_users], self.max_len + 1)
-        _, v_hist, v_scen, v_targets, _ = split.stage("valid")
-        v_users = np.flatnonzero(split.valid_item >= 0)
+        valid = split.stage("valid")
         best, best_state, stale = -1.0, None, 0
         for epoch in tqdm(range(1, self.epochs + 1), desc="SASRec", disable=not self.progress, leave=False):
             self.net.train()
@@ -207,7 +206,8 @@ class SASRec:
                 loss.backward()
                 opt.step()
             if epoch % self.eval_every == 0:
-                ranks, _ = ranks_of_targets(self.score(v_users, v_hist, v_scen), v_hist, v_targets)
+                ranks, _ = ranks_of_targets(self.score(valid.users, valid.histories, valid.scenarios), valid.histories,
+                                            valid.targets)
                 ndcg = ndcg_at(ranks, 10)
                 if ndcg > best:
                     best, best_state, stale = ndcg, copy.deepcopy(self.net.state_dict()), 0

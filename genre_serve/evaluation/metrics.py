@@ -101,7 +101,8 @@ def exclude_histories(scores: np.ndarray, histories: list) -> np.ndarray:
     return scores
 
 
-def ranks_of_targets(scores: np.ndarray, histories: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ranks_of_targets(scores: np.ndarray, histories: list[np.ndarray],
+                     targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ranks of `targets` in `scores` [B, N] with each row's history excluded.
 
     Returns (ranks, eligible item counts). NaN scores count as lowest.

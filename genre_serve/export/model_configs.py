@@ -3,37 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
-ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND = (
-    "genre_item_tower", "genre_user_tower", "genre_retrieve", "genre_ranker", "genre_recommend",
-)
-MODELS = (ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND)
-PYTHON_MODELS = (RETRIEVE, RECOMMEND)
-# The models clients call. Only these get a bounded queue: the others are
-# called by genre_recommend, whose instance count already bounds their load,
-# and a rejection inside a request would waste the work already done for it.
-ENTRY_MODELS = (RECOMMEND, ITEM_TOWER)
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """What config.pbtxt is generated from (the `export` flags)."""
-
-    max_batch_size: int = 64
-    max_queue_delay_us: int = 500  # dynamic batching: how long a request may wait for company
-    instances: int = 1  # per batched model
-    recommend_instances: int = 4  # genre_recommend is one user per request: concurrency = instances
-    kind: str = "KIND_CPU"  # KIND_GPU on GPU hosts (the NGC container)
-    num_versions: int = 1  # versions each model serves (latest N)
-    # Overload protection of the entry models: past this many waiting requests
-    # the server rejects at once (HTTP 503 / gRPC UNAVAILABLE, "Exceeds maximum
-    # queue size") instead of letting latency grow without bound. 0: unbounded.
-    max_queue_size: int = 64
-    queue_timeout_us: int = 0  # > 0: a request still queued after this long is rejected
+from genre_serve.export.serving_config import ServingConfig
+from genre_serve.formats import repository as fmt
+from genre_serve.formats.repository import ENTRY_MODELS, ITEM_TOWER, RANKER, RECOMMEND, RETRIEVE, USER_TOWER
 
 
 def _tensor(name: str, dtype: str, dims: list[int], **extra) -> dict:
@@ -53,6 +28,9 @@ def _common(name: str, cfg: ServingConfig, backend: str, max_batch: int, instanc
         "version_policy": {"latest": {"num_versions": versions}},
     }
     batching = {"max_queue_delay_microseconds": cfg.max_queue_delay_us} if max_batch > 0 else {}
+    # Only the entry models get a bounded queue: the others are called by
+    # genre_recommend, whose instance count already bounds their load, and a
+    # rejection inside a request would waste the work already done for it.
     if name in ENTRY_MODELS:
         policy = queue_policy(cfg)
         if policy:
@@ -80,48 +58,48 @@ def config_dicts(cfg: ServingConfig, cf_dim: int, ct_dim: int, max_history: int)
     features = 4 * (cf_dim + ct_dim) + 1
     mb = cfg.max_batch_size
     item_tower = _common(ITEM_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
-        "input": [_tensor("INPUT_IDS", "TYPE_INT64", [-1]), _tensor("ATTENTION_MASK", "TYPE_INT64", [-1])],
-        "output": [_tensor("ITEM_CT", "TYPE_FP32", [ct_dim])],
+        "input": [_tensor(fmt.INPUT_IDS, "TYPE_INT64", [-1]), _tensor(fmt.ATTENTION_MASK, "TYPE_INT64", [-1])],
+        "output": [_tensor(fmt.ITEM_CT, "TYPE_FP32", [ct_dim])],
     }
     user_tower = _common(USER_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
         "input": [
-            _tensor("HISTORY", "TYPE_INT64", [max_history]),
-            _tensor("LENGTHS", "TYPE_INT64", [1]),
-            _tensor("SCENARIO", "TYPE_INT64", [1]),
+            _tensor(fmt.HISTORY, "TYPE_INT64", [max_history]),
+            _tensor(fmt.LENGTHS, "TYPE_INT64", [1]),
+            _tensor(fmt.SCENARIO, "TYPE_INT64", [1]),
         ],
         "output": [
-            _tensor("U_CF", "TYPE_FP32", [cf_dim]),
-            _tensor("U_CT", "TYPE_FP32", [ct_dim]),
-            _tensor("ALPHA", "TYPE_FP32", [1]),
+            _tensor(fmt.U_CF, "TYPE_FP32", [cf_dim]),
+            _tensor(fmt.U_CT, "TYPE_FP32", [ct_dim]),
+            _tensor(fmt.ALPHA, "TYPE_FP32", [1]),
         ],
     }
     ranker = _common(RANKER, cfg, "onnxruntime", mb, cfg.instances) | {
-        "input": [_tensor("FEATURES", "TYPE_FP32", [-1, features])],
-        "output": [_tensor("LOGITS", "TYPE_FP32", [-1])],
+        "input": [_tensor(fmt.FEATURES, "TYPE_FP32", [-1, features])],
+        "output": [_tensor(fmt.LOGITS, "TYPE_FP32", [-1])],
     }
     retrieve = _common(RETRIEVE, cfg, "python", mb, cfg.instances) | {
         "input": [
-            _tensor("U_CF", "TYPE_FP32", [cf_dim]),
-            _tensor("U_CT", "TYPE_FP32", [ct_dim]),
-            _tensor("ALPHA", "TYPE_FP32", [1]),
+            _tensor(fmt.U_CF, "TYPE_FP32", [cf_dim]),
+            _tensor(fmt.U_CT, "TYPE_FP32", [ct_dim]),
+            _tensor(fmt.ALPHA, "TYPE_FP32", [1]),
             # Seen items: one list per request, any length (batched without padding).
-            _tensor("EXCLUDE", "TYPE_INT64", [-1], allow_ragged_batch=True),
-            _tensor("K", "TYPE_INT32", [1]),
+            _tensor(fmt.EXCLUDE, "TYPE_INT64", [-1], allow_ragged_batch=True),
+            _tensor(fmt.K, "TYPE_INT32", [1]),
         ],
         "output": [
-            _tensor("CANDIDATES", "TYPE_INT64", [-1]),
-            _tensor("SCORES", "TYPE_FP32", [-1]),
-            _tensor("FEATURES", "TYPE_FP32", [-1, features]),
+            _tensor(fmt.CANDIDATES, "TYPE_INT64", [-1]),
+            _tensor(fmt.SCORES, "TYPE_FP32", [-1]),
+            _tensor(fmt.FEATURES, "TYPE_FP32", [-1, features]),
         ],
     }
     recommend = _common(RECOMMEND, cfg, "python", 0, cfg.recommend_instances) | {
         "input": [
-            _tensor("HISTORY", "TYPE_STRING", [-1]),
-            _tensor("K", "TYPE_INT32", [1]),
-            _tensor("SCENARIO", "TYPE_STRING", [1], optional=True),
-            _tensor("ALPHA", "TYPE_FP32", [1], optional=True),
+            _tensor(fmt.HISTORY, "TYPE_STRING", [-1]),
+            _tensor(fmt.K, "TYPE_INT32", [1]),
+            _tensor(fmt.SCENARIO, "TYPE_STRING", [1], optional=True),
+            _tensor(fmt.ALPHA, "TYPE_FP32", [1], optional=True),
         ],
-        "output": [_tensor("ITEM_IDS", "TYPE_STRING", [-1]), _tensor("SCORES", "TYPE_FP32", [-1])],
+        "output": [_tensor(fmt.ITEM_IDS, "TYPE_STRING", [-1]), _tensor(fmt.SCORES, "TYPE_FP32", [-1])],
     }
     return {ITEM_TOWER: item_tower, USER_TOWER: user_tower, RETRIEVE: retrieve, RANKER: ranker, RECOMMEND: recommend}
 

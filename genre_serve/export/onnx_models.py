@@ -16,7 +16,8 @@ import onnx
 import torch
 from torch import nn
 
-from genre_serve.errors import GenreServeError
+from genre_serve.errors import ExportCheckError
+from genre_serve.formats import repository as fmt
 from genre_serve.models.genre import GenreModel
 from genre_serve.models.text_encoder import TextEncoder
 
@@ -24,10 +25,6 @@ OPSET = 17
 # float32 ONNX vs PyTorch on the same inputs: differences come from operator
 # fusion and summation order only.
 ATOL, RTOL = 1e-4, 1e-3
-
-
-class ExportCheckError(GenreServeError):
-    """An exported model failed onnx.checker or disagreed with PyTorch."""
 
 
 class ItemTowerExport(nn.Module):
@@ -98,19 +95,20 @@ class OnnxSpec:
     outputs: tuple[str, ...]
     dynamic_axes: dict
 
+    @classmethod
+    def of(cls, model: str, dynamic_axes: dict) -> OnnxSpec:
+        """The spec of a repository model: its tensor names from the repository format."""
+        return cls(fmt.TENSORS[model].inputs, fmt.TENSORS[model].outputs, dynamic_axes)
 
-ITEM_TOWER = OnnxSpec(
-    ("INPUT_IDS", "ATTENTION_MASK"), ("ITEM_CT",),
-    {"INPUT_IDS": {0: "batch", 1: "tokens"}, "ATTENTION_MASK": {0: "batch", 1: "tokens"}, "ITEM_CT": {0: "batch"}},
-)
-USER_TOWER = OnnxSpec(
-    ("HISTORY", "LENGTHS", "SCENARIO"), ("U_CF", "U_CT", "ALPHA"),
-    {"HISTORY": {0: "batch", 1: "history"}, "LENGTHS": {0: "batch"}, "SCENARIO": {0: "batch"},
-     "U_CF": {0: "batch"}, "U_CT": {0: "batch"}, "ALPHA": {0: "batch"}},
-)
-RANKER = OnnxSpec(
-    ("FEATURES",), ("LOGITS",), {"FEATURES": {0: "batch", 1: "candidates"}, "LOGITS": {0: "batch", 1: "candidates"}}
-)
+
+ITEM_TOWER_SPEC = OnnxSpec.of(fmt.ITEM_TOWER, {fmt.INPUT_IDS: {0: "batch", 1: "tokens"},
+                                               fmt.ATTENTION_MASK: {0: "batch", 1: "tokens"},
+                                               fmt.ITEM_CT: {0: "batch"}})
+USER_TOWER_SPEC = OnnxSpec.of(fmt.USER_TOWER, {fmt.HISTORY: {0: "batch", 1: "history"}, fmt.LENGTHS: {0: "batch"},
+                                               fmt.SCENARIO: {0: "batch"}, fmt.U_CF: {0: "batch"},
+                                               fmt.U_CT: {0: "batch"}, fmt.ALPHA: {0: "batch"}})
+RANKER_SPEC = OnnxSpec.of(fmt.RANKER, {fmt.FEATURES: {0: "batch", 1: "candidates"},
+                                       fmt.LOGITS: {0: "batch", 1: "candidates"}})
 
 
 def export_module(module: nn.Module, example: tuple, spec: OnnxSpec, path: Path) -> None:

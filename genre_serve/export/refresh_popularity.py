@@ -12,7 +12,6 @@ reads it, and every other file of the version is copied as it is.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +19,9 @@ import numpy as np
 
 from genre_serve.data.dataset import parse_timestamps
 from genre_serve.data.loaders import read_table
-from genre_serve.errors import DataError
-from genre_serve.export import model_configs as mc
-from genre_serve.export.add_items import resolve_repository
-from genre_serve.export.repository import ExportError, derive_version
+from genre_serve.errors import DataError, ExportError
+from genre_serve.export.repository import derive_version
+from genre_serve.formats import repository as fmt
 from genre_serve.models.recent_popularity import RecentPopularity
 
 
@@ -53,29 +51,25 @@ def read_log(path: str | Path, index: dict[str, int]) -> tuple[np.ndarray, np.nd
 
 
 def refresh_popularity(target: str | Path, interactions: str | Path, at: int | None = None,
-                       keep_versions: int = 3) -> RefreshResult:
-    repo = resolve_repository(target)
+                       keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS) -> RefreshResult:
+    repo = fmt.resolve_repository(target)
     result: dict = {}
 
     def edit(src: dict[str, Path], staging: dict[str, Path]) -> None:
-        meta = json.loads((src[mc.RECOMMEND] / "recommend.json").read_text())
-        days = float(meta.get("recent_popularity_days", 0))
-        if days <= 0:
+        catalog = fmt.Catalog.load(src[fmt.RECOMMEND])
+        if catalog.recent_popularity_days <= 0:
             raise ExportError(f"{repo}: this model has no recent-popularity column (trained with "
-                              "recent_popularity_days = 0, or exported before it existed)")
-        catalog = json.loads((src[mc.RECOMMEND] / "catalog.json").read_text())
-        index = {item: i for i, item in enumerate(catalog["ids"])}
-        items, times, unknown, malformed = read_log(interactions, index)
+                              "recent_popularity_days = 0)")
+        items, times, unknown, malformed = read_log(interactions, catalog.index)
         if items.size == 0:
             raise DataError("interactions: no row with a catalog item and a readable timestamp")
-        trends = RecentPopularity(items, times, len(index), days)
-        when = int(at) if at is not None else int(trends.times[-1]) + 1
-        column = trends.at(np.array([when]))[0]
-        path = staging[mc.RETRIEVE] / "item_cf.npy"
-        table = np.load(path)
-        table[:, -1] = column
-        np.save(path, table)
-        (lo,), (hi,) = trends.window_bounds(np.array([when]))
+        recent_counter = RecentPopularity(items, times, len(catalog.ids), catalog.recent_popularity_days)
+        when = int(at) if at is not None else int(recent_counter.times[-1]) + 1
+        tables = fmt.ItemTableFiles.load(src[fmt.RETRIEVE])
+        item_cf = np.array(tables.item_cf)
+        item_cf[:, -1] = recent_counter.at(np.array([when]))[0]
+        tables.with_tables(item_cf, tables.item_ct).save(staging[fmt.RETRIEVE])
+        (lo,), (hi,) = recent_counter.window_bounds(np.array([when]))
         result.update(at=when, counted=int(hi - lo), unknown_items=unknown, malformed=malformed)
 
     version = derive_version(repo, edit, keep_versions)

@@ -8,8 +8,9 @@ native code only ever sees well-formed, C-contiguous arrays.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def fusion_weights(alpha: Any, batch: int, fused: bool) -> tuple[np.ndarray, np.
 
 def exclusion_csr(
     exclude: Sequence[Any] | None,
-    exclude_csr: tuple[Any, Any] | None,
+    exclude_csr: Any,  # (indptr, indices) or None; anything else is refused below
     batch: int,
     num_items: int,
 ) -> tuple[np.ndarray, np.ndarray] | None:

@@ -32,19 +32,19 @@ def fused_topk(p: FusedProblem, num_threads: int) -> tuple[np.ndarray, np.ndarra
     indptr, indices = p.exclude if p.exclude is not None else (None, None)
     fused = p.user_ct is not None
     return _C.fused_topk_cuda(
-        _device_ptr(p.user_cf, keep),
-        _device_ptr(p.item_cf if p.read_cf else None, keep),
-        p.dim_cf,
-        _device_ptr(p.user_ct if fused else None, keep),
-        _device_ptr(p.item_ct if p.read_ct else None, keep),
-        p.dim_ct,
-        _device_ptr(p.w_cf, keep),
-        _device_ptr(p.w_ct, keep),
-        p.batch,
-        p.num_items,
-        p.k,
-        _device_ptr(indptr, keep),
-        _device_ptr(indices, keep),
+        user_cf=_device_ptr(p.user_cf, keep),
+        item_cf=_device_ptr(p.item_cf if p.read_cf else None, keep),
+        dim_cf=p.dim_cf,
+        user_ct=_device_ptr(p.user_ct if fused else None, keep),
+        item_ct=_device_ptr(p.item_ct if p.read_ct else None, keep),
+        dim_ct=p.dim_ct,
+        w_cf=_device_ptr(p.w_cf, keep),
+        w_ct=_device_ptr(p.w_ct, keep),
+        batch=p.batch,
+        num_items=p.num_items,
+        k=p.k,
+        exclude_indptr=_device_ptr(indptr, keep),
+        exclude_indices=_device_ptr(indices, keep),
     )
 
 
@@ -53,14 +53,14 @@ def cross_features(p: CrossProblem, out: np.ndarray, num_threads: int) -> np.nda
     keep: list = []
     batch, candidates, _ = p.out_shape
     _C.cross_features_cuda(
-        _device_ptr(p.user, keep),
-        _device_ptr(p.items, keep),
-        _device_ptr(p.candidates, keep),
-        _device_ptr(p.scores, keep),
-        batch,
-        p.num_items,
-        p.dim,
-        candidates,
-        out,
+        user=_device_ptr(p.user, keep),
+        items=_device_ptr(p.items, keep),
+        candidates=_device_ptr(p.candidates, keep),
+        scores=_device_ptr(p.scores, keep),
+        batch=batch,
+        num_items=p.num_items,
+        dim=p.dim,
+        num_candidates=candidates,
+        out=out,
     )
     return out

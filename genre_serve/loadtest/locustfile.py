@@ -14,7 +14,8 @@ import time
 
 from locust import User, events, task
 
-from genre_serve.client.client import RECOMMEND_MODEL, parse_recommendations, recommend_inputs
+from genre_serve.client.core import parse_recommendations, recommend_request
+from genre_serve.formats import repository as fmt
 from genre_serve.loadtest.sweep import check_target, load_histories
 
 HISTORIES = [["1", "2", "3"]]
@@ -46,14 +47,14 @@ class GenreUser(User):
     @task
     def recommend(self):
         history = random.choice(HISTORIES)
-        inputs, outputs = recommend_inputs(self.module, history, self.environment.parsed_options.k, None, None)
+        inputs, outputs = recommend_request(self.module, history, self.environment.parsed_options.k)
         t0 = time.perf_counter()
         exc = None
         try:
-            parse_recommendations(self.client_.infer(RECOMMEND_MODEL, inputs, outputs=outputs))
+            parse_recommendations(self.client_.infer(fmt.RECOMMEND, inputs, outputs=outputs))
         except Exception as e:  # noqa: BLE001 - reported to Locust
             exc = e
         self.environment.events.request.fire(
-            request_type="triton", name=RECOMMEND_MODEL, response_time=(time.perf_counter() - t0) * 1e3,
+            request_type="triton", name=fmt.RECOMMEND, response_time=(time.perf_counter() - t0) * 1e3,
             response_length=0, exception=exc,
         )

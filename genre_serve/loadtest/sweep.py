@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-import re
 import socket
 import time
 import urllib.request
@@ -23,15 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from genre_serve.client.client import RECOMMEND_MODEL, classify, parse_recommendations, recommend_inputs
-from genre_serve.errors import GenreServeError
+from genre_serve.client.core import classify, parse_recommendations, recommend_request
+from genre_serve.errors import LoadTestError
+from genre_serve.formats import repository as fmt
 
 MAX_DURATION_S = 600.0
 MAX_CONCURRENCY = 1024
-
-
-class LoadTestError(GenreServeError, ValueError):
-    """The load test was asked for something it refuses to do."""
 
 
 @dataclass
@@ -67,31 +63,39 @@ def load_histories(path: str | Path) -> list[list[str]]:
 
 
 def histories_from_run(run_dir: str | Path) -> list[list[str]]:
-    from genre_serve.train.run_dir import load_run
+    from genre_serve.formats.run_dir import load_run
 
     run = load_run(run_dir)
-    _, hist, _, _, _ = run.split.stage("test")
-    return [run.items.external(h) for h in hist]
+    return [run.items.external(h) for h in run.split.stage("test").histories]
 
 
-_METRIC = re.compile(r'^(nv_inference_\w+)\{([^}]*)\}\s+([0-9.eE+-]+)$')
+def model_counters(text: str, model: str = fmt.RECOMMEND) -> dict[str, float]:
+    """Triton's nv_inference_* samples for `model`, summed over versions, from
+    Prometheus text (parsed by prometheus_client, which reads the format exactly)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith("nv_inference_"):
+            continue
+        for sample in family.samples:
+            if sample.labels.get("model") != model:
+                continue
+            # The parser names counter samples <family>_total (OpenMetrics); keep Triton's names.
+            name = family.name if family.type == "counter" and sample.name == f"{family.name}_total" else sample.name
+            out[name] = out.get(name, 0.0) + float(sample.value)
+    return out
 
 
-def scrape(metrics_url: str | None, model: str = RECOMMEND_MODEL) -> dict[str, float]:
-    """Triton's cumulative counters for `model` (summed over versions)."""
+def scrape(metrics_url: str | None, model: str = fmt.RECOMMEND) -> dict[str, float]:
+    """Triton's cumulative counters for `model` from its Prometheus endpoint ({} if unreachable)."""
     if not metrics_url:
         return {}
     try:
         with urllib.request.urlopen(metrics_url, timeout=5) as r:
-            text = r.read().decode()
+            return model_counters(r.read().decode(), model)
     except OSError:
         return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        m = _METRIC.match(line)
-        if m and f'model="{model}"' in m.group(2):
-            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
-    return out
 
 
 def server_side(before: dict, after: dict) -> dict[str, float]:
@@ -122,10 +126,10 @@ async def _run_level(make_client, module, histories, k, concurrency, duration_s,
         client = clients[w % len(clients)]
         while time.perf_counter() < deadline:
             history = histories[rng.randrange(len(histories))]
-            inputs, outputs = recommend_inputs(module, history, k, None, None)
+            inputs, outputs = recommend_request(module, history, k)
             t0 = time.perf_counter()
             try:
-                result = await asyncio.wait_for(client.infer(RECOMMEND_MODEL, inputs, outputs=outputs), timeout_s)
+                result = await asyncio.wait_for(client.infer(fmt.RECOMMEND, inputs, outputs=outputs), timeout_s)
                 parse_recommendations(result)
                 latencies.append(time.perf_counter() - t0)
             except asyncio.TimeoutError:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from genre_serve.client.client import GenreClient
-from genre_serve.errors import GenreServeError
+from genre_serve.errors import GenreServeError, StuckWorkerError
 from genre_serve.loadtest.sweep import percentiles_ms
 
 
@@ -38,10 +38,6 @@ class Outcome:
     @property
     def seconds(self) -> float:
         return self.ended - self.started
-
-
-class StuckWorkerError(GenreServeError, RuntimeError):
-    """A traffic worker did not finish: a request hung past its timeout."""
 
 
 class BackgroundTraffic:
@@ -81,7 +77,7 @@ class BackgroundTraffic:
                     time.sleep(0.01)  # a refused connection must not become a busy loop
                 self.outcomes.append(outcome)  # list.append is atomic under the GIL
 
-    def start(self) -> "BackgroundTraffic":
+    def start(self) -> BackgroundTraffic:
         self._threads = [threading.Thread(target=self._worker, args=(w,), daemon=True)
                          for w in range(self.concurrency)]
         for t in self._threads:
@@ -98,7 +94,7 @@ class BackgroundTraffic:
         if stuck:
             raise StuckWorkerError(f"{stuck} traffic worker(s) still waiting after {join_timeout_s:.0f} s")
 
-    def __enter__(self) -> "BackgroundTraffic":
+    def __enter__(self) -> BackgroundTraffic:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -47,7 +47,7 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class ItemTowers(nn.Module):
     """CF embeddings and the trainable projection of the frozen text vectors.
 
-    With recent popularity on, `trend` [N + 1] holds the snapshot that the
+    With recent popularity on, `recent_popularity` [N + 1] holds the snapshot that the
     served tables carry as the last CF column (set when training ends).
     """
 
@@ -55,9 +55,9 @@ class ItemTowers(nn.Module):
                  recent_popularity: bool = False):
         super().__init__()
         if recent_popularity:
-            self.register_buffer("trend", torch.zeros(num_items + 1), persistent=True)
+            self.register_buffer("recent_popularity", torch.zeros(num_items + 1), persistent=True)
         else:
-            self.trend = None
+            self.recent_popularity = None
         self.cf = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.bias = nn.Embedding(num_items + 1, 1, padding_idx=0) if item_bias else None
         if self.bias is not None:
@@ -87,8 +87,8 @@ class ItemTowers(nn.Module):
         columns = [self.cf.weight]
         if self.bias is not None:
             columns.append(self.bias.weight)
-        if self.trend is not None:
-            columns.append(self.trend.unsqueeze(1))
+        if self.recent_popularity is not None:
+            columns.append(self.recent_popularity.unsqueeze(1))
         cf = columns[0] if len(columns) == 1 else torch.cat(columns, 1)
         return cf, torch.cat([torch.zeros_like(ct[:1]), ct])
 
@@ -121,8 +121,8 @@ class UserEncoder(nn.Module):
         self.out_ct = nn.Linear(h, cfg.dim)
         if cfg.recent_popularity:
             # Per scenario: how much recent popularity counts (starts at 0, learned).
-            self.trend_weight = nn.Embedding(num_scenarios, 1)
-            nn.init.zeros_(self.trend_weight.weight)
+            self.recent_popularity_weight = nn.Embedding(num_scenarios, 1)
+            nn.init.zeros_(self.recent_popularity_weight.weight)
 
     def forward(self, hist_cf, hist_ct, mask, scenario):
         # The history is read without the recent-popularity column: a snapshot
@@ -134,7 +134,8 @@ class UserEncoder(nn.Module):
         s = self.scenario(scenario)
         scale = x.shape[-1] ** -0.5
         # Long term: the whole history, weighted by a scenario-specific query.
-        w_long = masked_softmax((torch.tanh(self.long_key(x)) @ self.long_query(s).unsqueeze(-1)).squeeze(-1) * scale, mask)
+        long_scores = (torch.tanh(self.long_key(x)) @ self.long_query(s).unsqueeze(-1)).squeeze(-1)
+        w_long = masked_softmax(long_scores * scale, mask)
         long = (w_long.unsqueeze(-1) * x).sum(1)
         # Short term: the last items, queried by the most recent one and the scenario.
         short_len = min(self.cfg.short_len, L)
@@ -148,7 +149,7 @@ class UserEncoder(nn.Module):
         if self.cfg.item_bias:
             u_cf = torch.cat([u_cf, torch.ones_like(u_cf[:, :1])], 1)
         if self.cfg.recent_popularity:
-            u_cf = torch.cat([u_cf, self.trend_weight(scenario)], 1)
+            u_cf = torch.cat([u_cf, self.recent_popularity_weight(scenario)], 1)
         return u_cf, self.out_ct(u)
 
 
@@ -212,9 +213,9 @@ class GenreModel(nn.Module):
         cf_table, ct_table = padded_tables if padded_tables is not None else self.items.padded_tables()
         return self.user(cf_table[history], ct_table[history], history > 0, scenario)
 
-    def scores(self, u_cf, u_ct, alpha, item_cf, item_ct, trend=None):
+    def scores(self, u_cf, u_ct, alpha, item_cf, item_ct, recent_popularity=None):
         """Fused, CF and content scores of users against item tables [N, d]."""
-        s_cf, s_ct = cf_scores(u_cf, item_cf, trend), u_ct @ item_ct.T
+        s_cf, s_ct = cf_scores(u_cf, item_cf, recent_popularity), u_ct @ item_ct.T
         a = alpha.unsqueeze(-1)
         return a * s_cf + (1 - a) * s_ct, s_cf, s_ct
 
@@ -224,23 +225,23 @@ class GenreModel(nn.Module):
         return self.ranker(feats)
 
 
-def cf_scores(u_cf, item_cf, trend=None):
-    """u_cf @ item_cf.T ([B, N]; torch or numpy). With `trend` [B, N], the
+def cf_scores(u_cf, item_cf, recent_popularity=None):
+    """u_cf @ item_cf.T ([B, N]; torch or numpy). With `recent_popularity` [B, N], the
     recent-popularity column (the last) is read per request from it instead of
     from the table's snapshot: what training and evaluation use, where every
     request has its own time."""
-    if trend is None:
+    if recent_popularity is None:
         return u_cf @ item_cf.T
-    return u_cf[:, :-1] @ item_cf[:, :-1].T + u_cf[:, -1:] * trend
+    return u_cf[:, :-1] @ item_cf[:, :-1].T + u_cf[:, -1:] * recent_popularity
 
 
-def candidate_cf(item_cf, candidates, trend=None):
+def candidate_cf(item_cf, candidates, recent_popularity=None):
     """CF vectors of candidates [B, K] -> [B, K, d], with the recent-popularity
-    column taken from `trend` [B, N] where given (torch)."""
+    column taken from `recent_popularity` [B, N] where given (torch)."""
     vectors = item_cf[candidates]
-    if trend is None:
+    if recent_popularity is None:
         return vectors
-    return torch.cat([vectors[..., :-1], trend.gather(1, candidates).unsqueeze(-1)], -1)
+    return torch.cat([vectors[..., :-1], recent_popularity.gather(1, candidates).unsqueeze(-1)], -1)
 
 
 def right_align(histories: list, max_len: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ On time-ordered data it is a strong signal the item embeddings cannot carry
 (what is popular changes; the embeddings do not): on ml-latest-small, items
 ranked by their interactions in the 30 days before the test time alone reach
 1.6x the NDCG@10 of global popularity. The GENRE model adds it to the CF
-channel as one more column (see ItemTowers.trend): at serve time the column
+channel as one more column (see ItemTowers.recent_popularity): at serve time the column
 holds a snapshot (the days before the newest training interaction); training
 and evaluation read it at the time of every request instead, from past
 interactions only.
@@ -31,7 +31,7 @@ class RecentPopularity:
         self.window = int(round(window_days * DAY))
 
     @classmethod
-    def of_split(cls, split, window_days: float) -> "RecentPopularity":
+    def of_split(cls, split, window_days: float) -> RecentPopularity:
         """From the training interactions of a split (never validation or test ones)."""
         if not split.has_times:
             raise ValueError("recent popularity needs the split's timestamps")

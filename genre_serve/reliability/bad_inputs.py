@@ -6,17 +6,16 @@ or a documented answer. After each, a good request must still be answered.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
-from genre_serve.client.client import RECOMMEND_MODEL, classify, protocol_module
+from genre_serve.client.core import Tensors, classify, infer_inputs, protocol_module
 from genre_serve.errors import InvalidRequestError
+from genre_serve.formats import repository as fmt
 
 GOOD_K = 5
-# (name, datatype, value) of each input tensor; the shape is the value's.
-Tensors = list[tuple[str, str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -105,21 +104,11 @@ def recommend_cases() -> list[BadInput]:
     ]
 
 
-def infer_inputs(module, tensors: Tensors) -> list:
-    """tritonclient InferInputs (HTTP or gRPC `module`) exactly as given."""
-    out = []
-    for name, dtype, value in tensors:
-        t = module.InferInput(name, list(value.shape), dtype)
-        t.set_data_from_numpy(value)
-        out.append(t)
-    return out
-
-
 def send(client, module, tensors: Tensors, timeout_s: float = 30.0):
     inputs = infer_inputs(module, tensors)
     outputs = [module.InferRequestedOutput("ITEM_IDS"), module.InferRequestedOutput("SCORES")]
     kwargs = {"client_timeout": timeout_s} if module.__name__.endswith("grpc") else {}
-    return client.infer(RECOMMEND_MODEL, inputs, outputs=outputs, **kwargs)
+    return client.infer(fmt.RECOMMEND, inputs, outputs=outputs, **kwargs)
 
 
 def good_request_answered(client, module, catalog: Sequence[str]) -> bool:
@@ -149,6 +138,7 @@ def run_case(case: BadInput, protocol: str, url: str, catalog: Sequence[str], ma
             message = str(e).replace("\n", " ")
             outcome = f"{type(err).__name__}: {message[:160]}"
             passed = case.field is not None and isinstance(err, InvalidRequestError) and case.field in message
-        return CaseResult(case.name, protocol, expected, outcome, passed, good_request_answered(client, module, catalog))
+        return CaseResult(case.name, protocol, expected, outcome, passed,
+                          good_request_answered(client, module, catalog))
     finally:
         client.close()

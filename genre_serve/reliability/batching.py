@@ -9,15 +9,13 @@ requests of the burst must answer exactly as they do when sent alone.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from genre_serve.client.client import classify
-from genre_serve.export import model_configs as mc
-from genre_serve.reliability.bad_inputs import Tensors, infer_inputs
+from genre_serve.client.core import Tensors, classify, infer_inputs
+from genre_serve.formats import repository as fmt
 
 
 @dataclass
@@ -102,12 +100,9 @@ def burst(http_url: str, model: str, outputs: list[str], good: list[Tensors], ba
 def served_shapes(repository) -> dict:
     """Catalog size and tensor widths of a repository's newest version: what a
     burst needs to build well-formed requests for the internal models."""
-    from genre_serve.export.repository import versions_of  # (imports torch: only when needed)
-
-    folder = Path(repository) / mc.RECOMMEND / str(versions_of(Path(repository), mc.RECOMMEND)[-1])
-    meta = json.loads((folder / "recommend.json").read_text())
-    return {"num_items": len(json.loads((folder / "catalog.json").read_text())["ids"]),
-            "cf_dim": int(meta["cf_dim"]), "ct_dim": int(meta["ct_dim"]), "max_history": int(meta["max_history"])}
+    catalog = fmt.Catalog.load(Path(repository) / fmt.RECOMMEND / str(fmt.latest_version(Path(repository))))
+    return {"num_items": len(catalog.ids), "cf_dim": catalog.cf_dim, "ct_dim": catalog.ct_dim,
+            "max_history": catalog.max_history}
 
 
 def retrieve_burst(http_url: str, num_items: int, cf_dim: int, ct_dim: int, size: int = 12, seed: int = 0):
@@ -123,7 +118,7 @@ def retrieve_burst(http_url: str, num_items: int, cf_dim: int, ct_dim: int, size
 
     good = [request(rng.integers(0, num_items, 5)) for _ in range(size)]
     bad = request(np.array([1, num_items + 5]))
-    return burst(http_url, mc.RETRIEVE, ["CANDIDATES", "SCORES"], good, bad, "EXCLUDE",
+    return burst(http_url, fmt.RETRIEVE, [fmt.CANDIDATES, fmt.SCORES], good, bad, "EXCLUDE",
                  "EXCLUDE holds an index past the catalog")
 
 
@@ -140,5 +135,5 @@ def user_tower_burst(http_url: str, num_items: int, max_history: int, size: int 
     good = [request(rng.integers(0, num_items, max_history), 0) for _ in range(size)]
     bad_history = rng.integers(0, num_items, max_history)
     bad_history[:3] = (-7, num_items, 10**12)
-    return burst(http_url, mc.USER_TOWER, ["U_CF", "U_CT", "ALPHA"], good, request(bad_history, 10**6), None,
+    return burst(http_url, fmt.USER_TOWER, [fmt.U_CF, fmt.U_CT, fmt.ALPHA], good, request(bad_history, 10**6), None,
                  "HISTORY indices outside the catalog, SCENARIO index 10^6")

@@ -17,10 +17,10 @@ import json
 import socket
 from dataclasses import dataclass
 
-from genre_serve.client.client import RECOMMEND_MODEL
+from genre_serve.formats import repository as fmt
 from genre_serve.serving.launcher import http_ready
 
-PATH = f"/v2/models/{RECOMMEND_MODEL}/infer"
+PATH = f"/v2/models/{fmt.RECOMMEND}/infer"
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def send_raw(address: tuple[str, int], case: RawCase, timeout_s: float = 10.0) -
                 if not chunk:
                     break
                 data += chunk
-        except socket.timeout:
+        except TimeoutError:
             return None, f"no answer within {timeout_s:.0f} s"
         except ConnectionResetError:
             return None, "connection reset by the server" + (" after a partial answer" if data else "")

@@ -15,6 +15,7 @@ shell string.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -31,23 +32,24 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genre_serve.errors import GenreServeError
+from genre_serve.errors import ServerError
+
+LOOPBACK = "127.0.0.1"
+# `genre-serve serve`'s ports (Triton's defaults); tests and the quickstart take free ones.
+DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
 
 ONNXRUNTIME_BACKEND_SHIM = (
     "# Python-based Triton backend 'onnxruntime' assembled by genre_serve's launcher.\n"
-    "from genre_serve.serving.onnxruntime_backend import TritonPythonModel  # noqa: F401\n"
+    "from genre_serve.serving.stubs.onnxruntime_backend import TritonPythonModel  # noqa: F401\n"
 )
-
-
-class ServerError(GenreServeError, RuntimeError):
-    """tritonserver could not be started or stopped."""
 
 
 def pytriton_dist() -> Path:
     try:
         import pytriton
     except ImportError:
-        raise ServerError("the local tritonserver comes from the package nvidia-pytriton: pip install nvidia-pytriton") from None
+        raise ServerError("the local tritonserver comes from the package nvidia-pytriton: "
+                          "pip install nvidia-pytriton") from None
     return Path(pytriton.__file__).parent / "tritonserver"
 
 
@@ -61,7 +63,7 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -117,11 +119,11 @@ class TritonServer:
     """A tritonserver process on loopback ports; a context manager.
 
     ``model_control="explicit"`` loads every model at start and lets
-    :mod:`genre_serve.serving.rollout` load new versions in dependency order.
+    :mod:`genre_serve.client.model_control` load new versions in dependency order.
     """
 
     model_repository: Path
-    host: str = "127.0.0.1"
+    host: str = LOOPBACK
     http_port: int | None = None
     grpc_port: int | None = None
     metrics_port: int | None = None
@@ -166,8 +168,8 @@ class TritonServer:
             args.append("--load-model=*")
         return args + list(self.extra_args)
 
-    def start(self, timeout_s: float = 180.0) -> "TritonServer":
-        from genre_serve.export.repository import check_repository
+    def start(self, timeout_s: float = 180.0) -> TritonServer:
+        from genre_serve.formats.repository import check_repository
 
         repo = Path(self.model_repository)
         check_repository(repo)  # one clear line now, rather than a failed model load in the server log
@@ -250,13 +252,11 @@ class TritonServer:
         """Stops the server abruptly (SIGKILL), as a crash would: tritonserver
         and its python-backend stubs (its process group) at once."""
         if self._proc is not None and self._proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._proc.wait()
 
-    def restart(self, timeout_s: float = 180.0, kill: bool = False) -> "TritonServer":
+    def restart(self, timeout_s: float = 180.0, kill: bool = False) -> TritonServer:
         """Stops the server (SIGTERM, or SIGKILL with ``kill``) and starts it
         again on the same ports, ready when this returns."""
         if kill:
@@ -270,7 +270,7 @@ class TritonServer:
             time.sleep(0.1)
         return self.start(timeout_s)
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -29,7 +29,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from genre_serve.data.split import Split
-from genre_serve.evaluation.genre_eval import item_tables, recent_popularity, stage_trend, user_vectors
+from genre_serve.evaluation.genre_eval import (
+    item_tables,
+    recent_popularity_counter,
+    stage_recent_popularity,
+    user_vectors,
+)
 from genre_serve.evaluation.metrics import exclude_histories, history_cells, ndcg_at, ranks_of_targets
 from genre_serve.models.genre import GenreModel
 from genre_serve.retrieval import items_without_cf
@@ -45,7 +50,8 @@ class FusionScores:
     popularity at each request's time."""
 
     def __init__(self, model: GenreModel, split: Split, seed: int = 0, stage: str = "valid"):
-        _, hist, _, targets, scen = split.stage(stage)
+        requests = split.stage(stage)
+        hist, targets, scen = requests.histories, requests.targets, requests.scenarios
         keep = np.arange(len(targets))
         limit = max(1, MAX_FIT_CELLS // max(split.num_items, 1))
         if keep.size > limit:
@@ -55,13 +61,13 @@ class FusionScores:
         self.scenarios = np.asarray(scen)[keep]
         item_cf, item_ct = item_tables(model)
         u_cf, u_ct, _ = user_vectors(model, self.histories, self.scenarios)
-        trends = recent_popularity(model, split)
-        if trends is not None:
+        recent_counter = recent_popularity_counter(model, split)
+        if recent_counter is not None:
             self.cf = torch.from_numpy(u_cf[:, :-1] @ item_cf[:, :-1].T)
-            self.trend = torch.from_numpy(np.ascontiguousarray(stage_trend(trends, split, stage)[keep],
-                                                               dtype=np.float32))
+            popularity = stage_recent_popularity(recent_counter, split, stage)[keep]
+            self.recent_popularity = torch.from_numpy(np.ascontiguousarray(popularity, dtype=np.float32))
         else:
-            self.cf, self.trend = torch.from_numpy(u_cf @ item_cf.T), None
+            self.cf, self.recent_popularity = torch.from_numpy(u_cf @ item_cf.T), None
         self.ct = torch.from_numpy(u_ct @ item_ct.T)
         self.new = torch.zeros(split.num_items, dtype=torch.bool)
         self.new[torch.from_numpy(items_without_cf(item_cf))] = True
@@ -70,14 +76,14 @@ class FusionScores:
         self.seen[torch.as_tensor(rows), torch.as_tensor(cols)] = True
 
     @property
-    def has_trend(self) -> bool:
-        return self.trend is not None
+    def has_recent_popularity(self) -> bool:
+        return self.recent_popularity is not None
 
-    def fused(self, alpha_logit: torch.Tensor, trend_weight: torch.Tensor, new_item_bias: torch.Tensor,
+    def fused(self, alpha_logit: torch.Tensor, recent_popularity_weight: torch.Tensor, new_item_bias: torch.Tensor,
               temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
         """Served scores [B, N] (history cells -inf-like) under these parameters."""
         a = torch.sigmoid(alpha_logit[torch.from_numpy(self.scenarios)]).unsqueeze(1)
-        cf = self.cf if self.trend is None else self.cf + trend_weight * self.trend
+        cf = self.cf if self.recent_popularity is None else self.cf + recent_popularity_weight * self.recent_popularity
         scores = torch.where(self.new, self.ct + new_item_bias, a * cf + (1 - a) * self.ct)
         return (scores * temperature).masked_fill(self.seen, -1e9)
 
@@ -95,7 +101,7 @@ def fusion_parameters(model: GenreModel) -> dict:
     weight per scenario (None without it), new-item bias."""
     return {
         "alpha": torch.sigmoid(model.alpha_logit.detach()).tolist(),
-        "recent_popularity_weight": (model.user.trend_weight.weight[:, 0].tolist()
+        "recent_popularity_weight": (model.user.recent_popularity_weight.weight[:, 0].tolist()
                                      if model.cfg.recent_popularity else None),
         "new_item_bias": float(model.new_item_bias),
     }
@@ -107,17 +113,17 @@ def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: b
     likelihood, and sets them in `model`. Keeps the trained values if the fit
     does not lower the cross-entropy. Returns the parameters and validation
     figures before and after."""
-    if not len(split.stage("valid")[3]):
+    if not len(split.stage("valid").targets):
         return {"skipped": "no validation targets"}
     data = FusionScores(model, split, seed)
     logits0 = model.alpha_logit.detach().clone()
-    w0 = float(model.user.trend_weight.weight[0, 0].detach()) if data.has_trend else 0.0
+    w0 = float(model.user.recent_popularity_weight.weight[0, 0].detach()) if data.has_recent_popularity else 0.0
     start = (logits0, torch.tensor(w0), model.new_item_bias.detach().clone())
     shift = torch.zeros((), requires_grad=True)
-    w = torch.tensor(w0, requires_grad=data.has_trend)
+    w = torch.tensor(w0, requires_grad=data.has_recent_popularity)
     bias = model.new_item_bias.detach().clone().requires_grad_(True)
     log_temperature = torch.zeros((), requires_grad=True)
-    free = [shift, bias, log_temperature] + ([w] if data.has_trend else [])
+    free = [shift, bias, log_temperature] + ([w] if data.has_recent_popularity else [])
     ce_before = _best_temperature_cross_entropy(data, start)
     _minimise(free, lambda: data.cross_entropy(logits0 + shift, w, bias, log_temperature.exp()), max_iter=200)
     fitted = (logits0 + shift.detach(), w.detach(), bias.detach())
@@ -129,8 +135,8 @@ def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: b
     if accepted:
         with torch.no_grad():
             model.alpha_logit.copy_(fitted[0])
-            if data.has_trend:
-                model.user.trend_weight.weight.fill_(float(fitted[1]))
+            if data.has_recent_popularity:
+                model.user.recent_popularity_weight.weight.fill_(float(fitted[1]))
             model.new_item_bias.fill_(float(fitted[2]))
     report.update({"accepted": accepted, "after": fusion_parameters(model),
                    "temperature": float(log_temperature.detach().exp()),

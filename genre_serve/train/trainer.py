@@ -50,17 +50,17 @@ from genre_serve.data.split import Split, leave_last_out
 from genre_serve.evaluation.genre_eval import (
     item_tables,
     ranked_pipeline_ranks,
-    recent_popularity,
+    recent_popularity_counter,
     retrieval_ranks,
-    stage_trend,
+    stage_recent_popularity,
     top_candidates,
     user_vectors,
 )
 from genre_serve.evaluation.metrics import history_cells, ndcg_at
+from genre_serve.formats.run_dir import save_run
 from genre_serve.models.genre import GenreModel, candidate_cf, right_align
 from genre_serve.models.text_encoder import encode_texts
 from genre_serve.train.calibration import calibrate_fusion
-from genre_serve.train.run_dir import save_run
 
 
 def seed_everything(seed: int) -> None:
@@ -104,11 +104,12 @@ def request_times(split: Split, users, positions) -> np.ndarray:
     return np.array([split.train_times[u][t] for u, t in zip(users, positions)], np.int64)
 
 
-def validation_ndcg(model: GenreModel, split: Split, variant: str = "fused", trends=None) -> float:
-    """Validation NDCG@10 (with `trends`: recent popularity read at each target's time)."""
+def validation_ndcg(model: GenreModel, split: Split, variant: str = "fused", recent_counter=None) -> float:
+    """Validation NDCG@10 (with `recent_counter`: recent popularity read at each target's time)."""
     model.eval()
-    _, hist, _, targets, scen = split.stage("valid")
-    ranks, _ = retrieval_ranks(model, hist, scen, targets, variant, trend=stage_trend(trends, split, "valid"),
+    valid = split.stage("valid")
+    ranks, _ = retrieval_ranks(model, valid.histories, valid.scenarios, valid.targets, variant,
+                               recent_popularity=stage_recent_popularity(recent_counter, split, "valid"),
                                new_items_by_content=False)
     return ndcg_at(ranks, 10)
 
@@ -181,7 +182,8 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     # (train/calibration.py): fitted on the training positions, where
     # the CF vectors have memorised the targets, it comes out negative (-0.13
     # on ml-latest-small); on held-out interactions it is clearly positive.
-    named = [(n, p) for n, p in model.named_parameters() if not n.startswith(("ranker.", "user.trend_weight"))]
+    named = [(n, p) for n, p in model.named_parameters()
+             if not n.startswith(("ranker.", "user.recent_popularity_weight"))]
     params = [p for _, p in named]
     # The CF item table may learn at a scaled rate (cf_lr_scale): it starts
     # from ALS factors, and at the full rate it memorises the training targets.
@@ -247,11 +249,12 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     return history
 
 
-def ranker_validation_ndcg(model: GenreModel, split: Split, depth: int, tables, trends=None) -> float:
+def ranker_validation_ndcg(model: GenreModel, split: Split, depth: int, tables, recent_counter=None) -> float:
     model.eval()
-    _, hist, _, targets, scen = split.stage("valid")
-    ranks, _ = ranked_pipeline_ranks(model, hist, scen, targets, depth, tables=tables,
-                                     trend=stage_trend(trends, split, "valid"), new_items_by_content=False)
+    valid = split.stage("valid")
+    ranks, _ = ranked_pipeline_ranks(model, valid.histories, valid.scenarios, valid.targets, depth, tables=tables,
+                                     recent_popularity=stage_recent_popularity(recent_counter, split, "valid"),
+                                     new_items_by_content=False)
     return ndcg_at(ranks, 10)
 
 
@@ -260,9 +263,9 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
     tables = item_tables(model)
     item_cf, item_ct = (torch.from_numpy(t) for t in tables)
     users, positions = training_positions(split, cfg.ranker_positions_per_user)
-    trends = recent_popularity(model, split)
+    recent_counter = recent_popularity_counter(model, split)
     opt = torch.optim.Adam(model.ranker.parameters(), lr=1e-3)
-    best = ranker_validation_ndcg(model, split, cfg.ranker_depth, tables, trends)
+    best = ranker_validation_ndcg(model, split, cfg.ranker_depth, tables, recent_counter)
     best_state, history = copy.deepcopy(model.ranker.state_dict()), [{"epoch": 0, "valid_ndcg@10": best}]
     for epoch in range(1, cfg.ranker_epochs + 1):
         order = rng.permutation(users.size)
@@ -274,8 +277,10 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
             hist_lists, _, scen, target = make_batch(split, users[pick], positions[pick], model.cfg.max_history)
             model.eval()
             u_cf, u_ct, alpha = user_vectors(model, hist_lists, scen.numpy())
-            trend = None if trends is None else trends.at(request_times(split, users[pick], positions[pick]))
-            idx, _ = top_candidates(u_cf, u_ct, alpha, tables[0], tables[1], hist_lists, cfg.ranker_depth, trend,
+            recent_popularity = (None if recent_counter is None
+                                 else recent_counter.at(request_times(split, users[pick], positions[pick])))
+            idx, _ = top_candidates(u_cf, u_ct, alpha, tables[0], tables[1], hist_lists, cfg.ranker_depth,
+                                    recent_popularity,
                                     new_items_by_content=False)
             # The target must be among the candidates: put it in the last slot where missing.
             tgt = target.numpy()
@@ -283,7 +288,8 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
             idx[~present, -1] = tgt[~present]
             cand = torch.from_numpy(np.maximum(idx, 0))
             ucf_t, uct_t, a_t = torch.from_numpy(u_cf), torch.from_numpy(u_ct), torch.from_numpy(alpha)
-            c_cf = candidate_cf(item_cf, cand, None if trend is None else torch.from_numpy(trend))
+            c_cf = candidate_cf(item_cf, cand,
+                                None if recent_popularity is None else torch.from_numpy(recent_popularity))
             c_ct = item_ct[cand]
             retrieval = (a_t[:, None] * (ucf_t.unsqueeze(1) * c_cf).sum(-1)
                          + (1 - a_t[:, None]) * (uct_t.unsqueeze(1) * c_ct).sum(-1))
@@ -297,7 +303,7 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
             opt.step()
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.3f}")
-        ndcg = ranker_validation_ndcg(model, split, cfg.ranker_depth, tables, trends)
+        ndcg = ranker_validation_ndcg(model, split, cfg.ranker_depth, tables, recent_counter)
         history.append({"epoch": epoch, "loss": total / max(steps, 1), "valid_ndcg@10": ndcg})
         if progress:
             tqdm.write(f"ranker epoch {epoch}: loss {total / max(steps, 1):.4f}  valid NDCG@10 {ndcg:.4f}")
@@ -335,9 +341,9 @@ def zero_cf_of_unseen_items(model: GenreModel, split: Split) -> None:
 @torch.no_grad()
 def set_served_recent_popularity(model: GenreModel, split: Split) -> None:
     """The snapshot the exported tables serve: the days before the newest training interaction."""
-    trends = recent_popularity(model, split)
-    if trends is not None:
-        model.items.trend[1:] = torch.from_numpy(trends.latest())
+    recent_counter = recent_popularity_counter(model, split)
+    if recent_counter is not None:
+        model.items.recent_popularity[1:] = torch.from_numpy(recent_counter.latest())
 
 
 def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> Path:
@@ -365,7 +371,7 @@ def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: boo
         "fusion_calibration": calibration,
         "alpha_per_scenario": dict(zip(dataset.scenarios, torch.sigmoid(model.alpha_logit).tolist())),
         **({"recent_popularity_weight_per_scenario": dict(
-            zip(dataset.scenarios, model.user.trend_weight.weight[:, 0].tolist()))}
+            zip(dataset.scenarios, model.user.recent_popularity_weight.weight[:, 0].tolist()))}
            if cfg.model.recent_popularity else {}),
         "new_item_bias": float(model.new_item_bias),
         "seconds": {"text_embedding": t_text, "total": time.time() - t0},

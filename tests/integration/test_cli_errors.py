@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from genre_serve.cli import main
-from genre_serve.export import model_configs as mc
+from genre_serve.formats import repository as fmt
 
 
 def _one_clear_line(capsys, *words):
@@ -52,29 +52,29 @@ def broken_repo(repository, tmp_path):
 
 @pytest.mark.triton
 def test_serve_refuses_a_corrupt_onnx_file(broken_repo, capsys):
-    (broken_repo / mc.RANKER / "1" / "model.onnx").write_bytes(b"\x08\x07garbage, not a protobuf" * 10)
+    (broken_repo / fmt.RANKER / "1" / "model.onnx").write_bytes(b"\x08\x07garbage, not a protobuf" * 10)
     assert main(["serve", "--model-repository", str(broken_repo)]) == 2
     _one_clear_line(capsys, "genre_ranker", "model.onnx", "not a valid ONNX model")
 
 
 @pytest.mark.triton
 def test_add_items_refuses_a_corrupt_item_tower(broken_repo, files, capsys):
-    (broken_repo / mc.ITEM_TOWER / "1" / "model.onnx").write_bytes(b"garbage")
+    (broken_repo / fmt.ITEM_TOWER / "1" / "model.onnx").write_bytes(b"garbage")
     assert main(["add-items", str(broken_repo), "--items", str(files / "items.csv")]) == 2
     _one_clear_line(capsys, "genre_item_tower", "not a valid ONNX model")
-    assert sorted(p.name for p in (broken_repo / mc.RECOMMEND).iterdir() if p.name.isdigit()) == ["1"]
+    assert sorted(p.name for p in (broken_repo / fmt.RECOMMEND).iterdir() if p.name.isdigit()) == ["1"]
 
 
 @pytest.mark.triton
 def test_serve_refuses_a_repository_with_a_missing_version(broken_repo, capsys):
-    shutil.rmtree(broken_repo / mc.RETRIEVE / "1")
+    shutil.rmtree(broken_repo / fmt.RETRIEVE / "1")
     assert main(["serve", "--model-repository", str(broken_repo)]) == 2
     _one_clear_line(capsys, "genre_retrieve/1", "missing")
 
 
 @pytest.mark.triton
 def test_serve_refuses_a_version_missing_a_file(broken_repo, capsys):
-    (broken_repo / mc.RECOMMEND / "1" / "catalog.json").unlink()
+    (broken_repo / fmt.RECOMMEND / "1" / "catalog.json").unlink()
     assert main(["serve", "--model-repository", str(broken_repo)]) == 2
     _one_clear_line(capsys, "catalog.json", "missing")
 

@@ -6,8 +6,8 @@ import pytest
 
 from genre_serve.cli import main
 from genre_serve.client import GenreClient
+from genre_serve.formats.run_dir import load_run
 from genre_serve.serving.recommend_logic import ItemTables
-from genre_serve.train.run_dir import load_run
 
 pytestmark = pytest.mark.triton
 

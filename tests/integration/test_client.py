@@ -3,7 +3,6 @@
 import threading
 
 import numpy as np
-
 import pytest
 
 from genre_serve.client import ClientTimeoutError, GenreClient
@@ -15,9 +14,8 @@ pytestmark = pytest.mark.triton
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_request_slower_than_the_timeout_raises_client_timeout(server, protocol):
     url = server.http_url if protocol == "http" else server.grpc_url
-    with GenreClient(url, protocol, timeout_s=0.0005, retries=0) as client:
-        with pytest.raises(ClientTimeoutError):
-            client.recommend(["i1", "i2"], 10**6)
+    with GenreClient(url, protocol, timeout_s=0.0005, retries=0) as client, pytest.raises(ClientTimeoutError):
+        client.recommend(["i1", "i2"], 10**6)
 
 
 def test_client_retries_until_a_late_server_is_up(repository):

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from genre_serve.cli import main
-from genre_serve.loadtest.sweep import LoadTestError, check_target
+from genre_serve.errors import LoadTestError
+from genre_serve.loadtest.sweep import check_target
 
 pytestmark = pytest.mark.triton
 
@@ -37,3 +38,4 @@ def test_loadtest_refuses_remote_targets_and_unbounded_runs():
     with pytest.raises(LoadTestError, match="loopback"):
         check_target("8.8.8.8:8000", allow_remote=False)
     assert main(["loadtest", "--url", "127.0.0.1:1", "--duration-s", "100000", "--histories", "/dev/null"]) == 2
+

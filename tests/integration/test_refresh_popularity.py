@@ -69,9 +69,9 @@ def test_items_added_without_interactions_are_scored_by_their_content(trained_ru
     import torch
 
     from genre_serve.export.add_items import add_items
+    from genre_serve.formats.run_dir import load_run
     from genre_serve.models.genre import right_align
     from genre_serve.serving.recommend_logic import ItemTables
-    from genre_serve.train.run_dir import load_run
 
     run = load_run(trained_run)
     repo = tmp_path / "repo"
@@ -82,7 +82,8 @@ def test_items_added_without_interactions_are_scored_by_their_content(trained_ru
     folder = repo / "genre_retrieve" / str(version)
     item_cf, item_ct = np.load(folder / "item_cf.npy"), np.load(folder / "item_ct.npy")
     new = np.arange(len(run.items), item_cf.shape[0])
-    _, hist, _, _, scen = run.split.stage("test")
+    test = run.split.stage("test")
+    hist, scen = test.histories, test.scenarios
     with torch.no_grad():
         u_cf, u_ct = run.model.encode_users(right_align(hist[:3], run.model.cfg.max_history),
                                             torch.as_tensor(scen[:3]))

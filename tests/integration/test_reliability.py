@@ -11,11 +11,11 @@ import pytest
 from genre_serve.client import GenreClient, InvalidRequestError, ServerOverloadedError
 from genre_serve.export import model_configs as mc
 from genre_serve.export.repository import reconfigure
+from genre_serve.formats.run_dir import load_run
 from genre_serve.loadtest.traffic import BackgroundTraffic
-from genre_serve.reliability import batching, bad_inputs, raw_http
+from genre_serve.reliability import bad_inputs, batching, raw_http
 from genre_serve.serving.launcher import TritonServer
 from genre_serve.serving.pipeline import InProcessRecommender
-from genre_serve.train.run_dir import load_run
 
 pytestmark = pytest.mark.triton
 
@@ -28,7 +28,7 @@ def catalog(trained_run):
 @pytest.fixture(scope="module")
 def histories(trained_run):
     run = load_run(trained_run)
-    return [run.items.external(h) for h in run.split.stage("test")[1][:40]]
+    return [run.items.external(h) for h in run.split.stage("test").histories[:40]]
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -93,7 +93,7 @@ def test_past_its_queue_limit_the_server_rejects_with_a_typed_error(strict_serve
 def test_an_overload_rejection_is_a_typed_error_of_the_sdk():
     from tritonclient.utils import InferenceServerException
 
-    from genre_serve.client.client import classify
+    from genre_serve.client.core import classify
 
     e = InferenceServerException("[request id: <id_unknown>] Exceeds maximum queue size", status="503")
     assert isinstance(classify(e), ServerOverloadedError)

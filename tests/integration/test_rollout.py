@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from genre_serve.client import GenreClient
+from genre_serve.client.model_control import load_latest
 from genre_serve.export.add_items import add_items
 from genre_serve.loadtest.traffic import BackgroundTraffic
 from genre_serve.serving.launcher import TritonServer
-from genre_serve.serving.rollout import load_latest
 
 pytestmark = pytest.mark.triton
 

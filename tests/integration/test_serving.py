@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from genre_serve.client import GenreClient, InvalidRequestError
+from genre_serve.formats.run_dir import load_run
 from genre_serve.serving.pipeline import InProcessRecommender
-from genre_serve.train.run_dir import load_run
 
 pytestmark = pytest.mark.triton
 
@@ -17,7 +17,7 @@ def reference(trained_run):
 
 def sample_requests(trained_run):
     run = load_run(trained_run)
-    _, hist, _, _, _ = run.split.stage("test")
+    hist = run.split.stage("test").histories
     out = []
     for i, h in enumerate(hist[:12]):
         ids = run.items.external(h)

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from genre_serve.export import model_configs as mc
-from genre_serve.export.repository import write_configs, write_shims
+from genre_serve.export.repository import write_configs
+from genre_serve.formats import repository as fmt
 from genre_serve.models.genre import ModelConfig
 
 TRACKED = Path(__file__).resolve().parents[2] / "model_repository"
@@ -12,11 +13,11 @@ TRACKED = Path(__file__).resolve().parents[2] / "model_repository"
 def test_tracked_template_equals_what_export_writes(tmp_path):
     cfg = ModelConfig()
     write_configs(tmp_path, mc.ServingConfig(), cfg.cf_dim, cfg.dim, cfg.max_history)
-    for model in mc.MODELS:
+    for model in fmt.MODELS:
         assert (TRACKED / model / "config.pbtxt").read_text() == (tmp_path / model / "config.pbtxt").read_text()
-    for model in mc.PYTHON_MODELS:
+    for model in fmt.PYTHON_MODELS:
         (tmp_path / model / "1").mkdir(exist_ok=True)
-        write_shims(tmp_path / model / "1", model)
+        fmt.write_shim(tmp_path / model / "1", model)
         assert (TRACKED / model / "1" / "model.py").read_text() == (tmp_path / model / "1" / "model.py").read_text()
 
 
@@ -27,3 +28,10 @@ def test_recommend_contract_is_as_documented():
                         ("ALPHA", "TYPE_FP32"), ("ITEM_IDS", "TYPE_STRING"), ("SCORES", "TYPE_FP32")):
         block = text.split(f'name: "{name}"')[1].split("}")[0]
         assert f"data_type: {dtype}" in block
+
+
+def test_every_config_names_the_tensors_of_the_repository_format():
+    cfg = ModelConfig()
+    for name, doc in mc.config_dicts(mc.ServingConfig(), cfg.cf_dim, cfg.dim, cfg.max_history).items():
+        assert tuple(t["name"] for t in doc["input"]) == fmt.TENSORS[name].inputs, name
+        assert tuple(t["name"] for t in doc["output"]) == fmt.TENSORS[name].outputs, name

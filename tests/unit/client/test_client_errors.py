@@ -1,12 +1,11 @@
 """Error classification and retry policy of the client (no server needed)."""
 
-import socket
 
 import pytest
 from tritonclient.utils import InferenceServerException
 
 from genre_serve.client import ClientTimeoutError, GenreClient, InvalidRequestError, ModelUnavailableError
-from genre_serve.client.client import classify
+from genre_serve.client.core import classify
 from genre_serve.errors import GenreServeError
 from genre_serve.serving.launcher import free_port
 
@@ -19,7 +18,7 @@ from genre_serve.serving.launcher import free_port
         (InferenceServerException("x", status="StatusCode.UNAVAILABLE"), ModelUnavailableError),
         (InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED"), ClientTimeoutError),
         (ConnectionRefusedError(111, "Connection refused"), ModelUnavailableError),
-        (socket.timeout("timed out"), ClientTimeoutError),
+        (TimeoutError("timed out"), ClientTimeoutError),
     ],
 )
 def test_tritonclient_errors_map_to_typed_errors(exc, kind):

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from genre_serve.data import build_dataset, leave_last_out, time_split
-from genre_serve.data import synthetic
+from genre_serve.data import build_dataset, leave_last_out, synthetic, time_split
 
 
 def synthetic_dataset():
@@ -34,7 +33,8 @@ def test_held_out_interactions_never_appear_in_training():
 
 def test_test_stage_history_includes_the_validation_item():
     split = leave_last_out(synthetic_dataset())
-    users, hist, _, targets, _ = split.stage("test")
+    test = split.stage("test")
+    users, hist, targets = test.users, test.histories, test.targets
     u = users[0]
     assert hist[0][-1] == split.valid_item[u] and targets[0] == split.test_item[u]
 
@@ -51,7 +51,7 @@ def test_time_split_targets_come_after_the_cutoff_and_history_before():
 
 
 def test_splits_keep_the_time_of_every_interaction_and_round_trip(tmp_path):
-    from genre_serve.train.run_dir import load_split, save_split
+    from genre_serve.formats.run_dir import load_split, save_split
 
     ds = synthetic_dataset()
     seqs, _, ts = ds.sequences()
@@ -64,7 +64,7 @@ def test_splits_keep_the_time_of_every_interaction_and_round_trip(tmp_path):
                 if item >= 0:
                     assert t_of[int(item)] == time
                     assert all(t <= time for t in split.train_times[u])
-        users = split.stage("test")[0]
+        users = split.stage("test").users
         np.testing.assert_array_equal(split.stage_times("test"), split.test_time[users])
         save_split(split, tmp_path / "split.npz")
         again = load_split(tmp_path / "split.npz")

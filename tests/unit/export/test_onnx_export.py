@@ -8,9 +8,9 @@ import torch
 
 from genre_serve.export import model_configs as mc
 from genre_serve.export.onnx_models import (
-    ITEM_TOWER,
-    RANKER,
-    USER_TOWER,
+    ITEM_TOWER_SPEC,
+    RANKER_SPEC,
+    USER_TOWER_SPEC,
     ItemTowerExport,
     RankerExport,
     UserTowerExport,
@@ -20,6 +20,7 @@ from genre_serve.export.onnx_models import (
     ranker_examples,
     user_tower_examples,
 )
+from genre_serve.formats import repository as fmt
 from genre_serve.models.genre import GenreModel, ModelConfig
 from genre_serve.models.text_encoder import TextEncoder
 
@@ -31,16 +32,16 @@ def model():
     torch.manual_seed(0)
     m = GenreModel(30, 3, torch.randn(30, 384), CFG).eval()
     with torch.no_grad():  # a served recent-popularity snapshot and per-scenario weights, not zeros
-        m.items.trend[1:] = torch.rand(30) * 3
-        m.user.trend_weight.weight.copy_(torch.tensor([[0.5], [1.0], [-0.25]]))
+        m.items.recent_popularity[1:] = torch.rand(30) * 3
+        m.user.recent_popularity_weight.weight.copy_(torch.tensor([[0.5], [1.0], [-0.25]]))
     return m
 
 
 def test_user_tower_onnx_matches_pytorch_on_several_shapes(model, tmp_path):
     module = UserTowerExport(model)
     examples = user_tower_examples(30, 3, CFG.max_history)
-    export_module(module, examples[1], USER_TOWER, tmp_path / "u.onnx")
-    assert check_against_torch(module, tmp_path / "u.onnx", USER_TOWER, examples) < 1e-4
+    export_module(module, examples[1], USER_TOWER_SPEC, tmp_path / "u.onnx")
+    assert check_against_torch(module, tmp_path / "u.onnx", USER_TOWER_SPEC, examples) < 1e-4
     # Another batch size and history length than the export example.
     sess = ort.InferenceSession(str(tmp_path / "u.onnx"))
     out = sess.run(None, {"HISTORY": np.zeros((7, 23), np.int64), "LENGTHS": np.ones((7, 1), np.int64),
@@ -62,15 +63,15 @@ def test_user_tower_equals_the_model_encoder(model):
 def test_ranker_onnx_matches_pytorch(model, tmp_path):
     module = RankerExport(model)
     examples = ranker_examples(4 * (CFG.cf_dim + CFG.dim) + 1)
-    export_module(module, examples[1], RANKER, tmp_path / "r.onnx")
-    assert check_against_torch(module, tmp_path / "r.onnx", RANKER, examples) < 1e-4
+    export_module(module, examples[1], RANKER_SPEC, tmp_path / "r.onnx")
+    assert check_against_torch(module, tmp_path / "r.onnx", RANKER_SPEC, examples) < 1e-4
 
 
 def test_item_tower_onnx_matches_pytorch_with_any_token_count(model, tmp_path):
     module = ItemTowerExport(TextEncoder(), model)
     examples = item_tower_examples(30000)
-    export_module(module, examples[1], ITEM_TOWER, tmp_path / "i.onnx")
-    assert check_against_torch(module, tmp_path / "i.onnx", ITEM_TOWER, examples) < 1e-4
+    export_module(module, examples[1], ITEM_TOWER_SPEC, tmp_path / "i.onnx")
+    assert check_against_torch(module, tmp_path / "i.onnx", ITEM_TOWER_SPEC, examples) < 1e-4
 
 
 def test_config_pbtxt_is_valid_protobuf_with_dynamic_batching():
@@ -83,20 +84,20 @@ def test_config_pbtxt_is_valid_protobuf_with_dynamic_batching():
         msg = text_format.Parse(mc.to_pbtxt(doc), model_config_pb2.ModelConfig())
         assert msg.name == name
         policy = msg.dynamic_batching.default_queue_policy
-        if name in mc.ENTRY_MODELS:  # bounded queue, rejection after the timeout
+        if name in fmt.ENTRY_MODELS:  # bounded queue, rejection after the timeout
             assert policy.max_queue_size == 100 and policy.default_timeout_microseconds == 250_000
             assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
         else:  # internal models: bounded by genre_recommend's instances already
             assert not msg.dynamic_batching.HasField("default_queue_policy")
-        if name != mc.RECOMMEND:
+        if name != fmt.RECOMMEND:
             assert msg.max_batch_size == 32 and msg.dynamic_batching.max_queue_delay_microseconds == 500
             assert msg.instance_group[0].count == 2
-    assert docs[mc.RECOMMEND]["max_batch_size"] == 0
-    assert docs[mc.RANKER]["input"][0]["dims"] == [-1, 4 * 17 + 1]
+    assert docs[fmt.RECOMMEND]["max_batch_size"] == 0
+    assert docs[fmt.RANKER]["input"][0]["dims"] == [-1, 4 * 17 + 1]
 
 
 def test_an_unbounded_queue_leaves_genre_recommend_without_a_batcher():
     docs = mc.config_dicts(mc.ServingConfig(max_queue_size=0), 9, 8, 10)
-    assert "dynamic_batching" not in docs[mc.RECOMMEND]
+    assert "dynamic_batching" not in docs[fmt.RECOMMEND]
     with pytest.raises(ValueError, match="max_queue_size"):
         mc.config_dicts(mc.ServingConfig(max_queue_size=-1), 9, 8, 10)

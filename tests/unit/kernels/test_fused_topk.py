@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genre_serve.kernels import fused_topk, fused_topk_reference
-from tests_support import DEVICES, random_problem, assert_same_topk
+from tests_support import DEVICES, assert_same_topk, random_problem
 
 
 @st.composite

@@ -7,7 +7,7 @@ from genre_serve.errors import CudaUnavailableError
 from genre_serve.kernels import HAS_CUDA, cross_features, fused_topk
 
 U = np.ones((2, 4), np.float32)
-I = np.ones((10, 4), np.float32)
+I = np.ones((10, 4), np.float32)  # noqa: E741 - U/I: users and items, as in the kernels' docs
 UC = np.ones((2, 3), np.float32)
 IC = np.ones((10, 3), np.float32)
 

@@ -82,8 +82,8 @@ def test_item_bias_is_one_more_cf_column_against_a_constant_one():
 def test_recent_popularity_is_the_last_cf_column_against_the_scenario_weight():
     m = model()
     with torch.no_grad():
-        m.user.trend_weight.weight.copy_(torch.tensor([[0.5], [1.5], [-1.0]]))
-        m.items.trend[1:] = torch.arange(40.0)
+        m.user.recent_popularity_weight.weight.copy_(torch.tensor([[0.5], [1.5], [-1.0]]))
+        m.items.recent_popularity[1:] = torch.arange(40.0)
     item_cf, _ = m.items.tables()
     hist = right_align([[1, 2]] * 3, CFG.max_history)
     u_cf, _ = m.encode_users(hist, torch.tensor([0, 1, 2]))
@@ -93,7 +93,7 @@ def test_recent_popularity_is_the_last_cf_column_against_the_scenario_weight():
     # The user encoder never reads the snapshot: changing it leaves u unchanged
     # (apart from the table it is scored against).
     with torch.no_grad():
-        m.items.trend.zero_()
+        m.items.recent_popularity.zero_()
     u_again, _ = m.encode_users(hist, torch.tensor([0, 1, 2]))
     torch.testing.assert_close(u_cf, u_again)
 
@@ -101,20 +101,20 @@ def test_recent_popularity_is_the_last_cf_column_against_the_scenario_weight():
 def test_per_request_recent_popularity_replaces_the_snapshot_column():
     m = model()
     with torch.no_grad():
-        m.user.trend_weight.weight.fill_(0.7)
-        m.items.trend[1:] = torch.rand(40)
+        m.user.recent_popularity_weight.weight.fill_(0.7)
+        m.items.recent_popularity[1:] = torch.rand(40)
     item_cf, _ = m.items.tables()
     u_cf, _ = m.encode_users(right_align([[1, 2], [3]], CFG.max_history), torch.tensor([0, 1]))
     u_cf, item_cf = u_cf.detach(), item_cf.detach()
     # The snapshot itself, given per request: the same scores as the tables.
     snapshot = item_cf[:, -1].expand(2, -1)
     torch.testing.assert_close(cf_scores(u_cf, item_cf, snapshot), cf_scores(u_cf, item_cf), rtol=1e-5, atol=1e-5)
-    trend = torch.rand(2, 40)
-    expected = u_cf[:, :-1] @ item_cf[:, :-1].T + 0.7 * trend
-    torch.testing.assert_close(cf_scores(u_cf, item_cf, trend), expected)
+    recent_popularity = torch.rand(2, 40)
+    expected = u_cf[:, :-1] @ item_cf[:, :-1].T + 0.7 * recent_popularity
+    torch.testing.assert_close(cf_scores(u_cf, item_cf, recent_popularity), expected)
     cand = torch.tensor([[3, 7], [0, 39]])
-    vectors = candidate_cf(item_cf, cand, trend)
-    assert vectors[1, 1, -1] == trend[1, 39] and torch.equal(vectors[1, 1, :-1], item_cf[39, :-1])
+    vectors = candidate_cf(item_cf, cand, recent_popularity)
+    assert vectors[1, 1, -1] == recent_popularity[1, 39] and torch.equal(vectors[1, 1, :-1], item_cf[39, :-1])
     torch.testing.assert_close((u_cf.unsqueeze(1) * vectors).sum(-1), expected.gather(1, cand))
 
 

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from genre_serve.cli import main
-from genre_serve.config import ConfigError, TrainConfig
+from genre_serve.config import TrainConfig
 from genre_serve.data import synthetic
+from genre_serve.errors import ConfigError
 from genre_serve.evaluation.genre_eval import retrieval_ranks
 from genre_serve.evaluation.metrics import ndcg_at
+from genre_serve.formats.run_dir import load_run
 from genre_serve.models.genre import GenreModel
-from genre_serve.train.run_dir import load_run
 from genre_serve.train.trainer import train
 from tests_support import SMALL_TRAIN_CONFIG, train_synthetic
 
@@ -31,7 +32,8 @@ def test_training_improves_validation_ndcg_over_the_untrained_model(trained):
 
     torch.manual_seed(0)
     untrained = GenreModel(ds.num_items, len(ds.scenarios), run.model.items.text[1:], run.config.model).eval()
-    _, hist, _, targets, scen = run.split.stage("valid")
+    valid = run.split.stage("valid")
+    hist, targets, scen = valid.histories, valid.targets, valid.scenarios
     before = ndcg_at(retrieval_ranks(untrained, hist, scen, targets)[0], 10)
     after = ndcg_at(retrieval_ranks(run.model, hist, scen, targets)[0], 10)
     assert after > before + 0.02
@@ -90,7 +92,9 @@ def test_cf_lr_scale_sets_how_far_the_cf_item_vectors_move_from_als(trained):
     assert moved[0.0] == 0.0 and 0 < moved[0.1] < 0.5 * moved[1.0]
 
 
-def test_a_run_saved_before_the_fusion_fit_loads_as_it_was_trained(trained, tmp_path):
+def test_a_run_of_format_1_loads_as_it_was_trained(trained, tmp_path):
+    """Format 1: no format_version, no fusion-fit settings or new-item bias, the
+    recent-popularity tensors under their old names."""
     import shutil
 
     import torch
@@ -99,15 +103,37 @@ def test_a_run_saved_before_the_fusion_fit_loads_as_it_was_trained(trained, tmp_
     old = tmp_path / "old"
     shutil.copytree(run.path, old)
     meta = json.loads((old / "meta.json").read_text())
+    del meta["format_version"]
     for key in ("cf_lr_scale", "calibrate_fusion"):
         del meta["config"][key]
     (old / "meta.json").write_text(json.dumps(meta))
     state = torch.load(old / "model.pt", weights_only=True)
     del state["new_item_bias"]
+    state["items.trend"] = state.pop("items.recent_popularity")
+    state["user.trend_weight.weight"] = state.pop("user.recent_popularity_weight.weight")
     torch.save(state, old / "model.pt")
     loaded = load_run(old)
     assert loaded.config.cf_lr_scale == 1.0 and loaded.config.calibrate_fusion is False
+    assert loaded.config.model.recent_popularity_days == run.config.model.recent_popularity_days
+    torch.testing.assert_close(loaded.model.items.recent_popularity, run.model.items.recent_popularity)
+    torch.testing.assert_close(loaded.model.user.recent_popularity_weight.weight,
+                               run.model.user.recent_popularity_weight.weight)
     assert float(loaded.model.new_item_bias) == 0.0  # new items by content alone, as served then
+
+
+def test_a_run_of_a_newer_format_is_refused_with_one_clear_message(trained, tmp_path):
+    import shutil
+
+    from genre_serve.errors import RunDirError
+
+    _, run = trained
+    newer = tmp_path / "newer"
+    shutil.copytree(run.path, newer)
+    meta = json.loads((newer / "meta.json").read_text())
+    meta["format_version"] = 99
+    (newer / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(RunDirError, match="run format 99 is newer"):
+        load_run(newer)
 
 
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
@@ -148,7 +174,7 @@ def test_cli_reports_a_missing_file_in_one_line(tmp_path, capsys):
 def test_fusion_is_fitted_on_the_validation_likelihood_and_the_snapshot_is_served(trained):
     import torch
 
-    from genre_serve.evaluation.genre_eval import recent_popularity
+    from genre_serve.evaluation.genre_eval import recent_popularity_counter
     from genre_serve.train.calibration import FusionScores
 
     ds, run = trained
@@ -160,7 +186,7 @@ def test_fusion_is_fitted_on_the_validation_likelihood_and_the_snapshot_is_serve
     np.testing.assert_allclose(torch.sigmoid(logits).numpy(), cal["after"]["alpha"], rtol=1e-6)
     before = torch.logit(torch.tensor(cal["before"]["alpha"]))
     assert len(before) > 1 and np.ptp((logits - before).numpy()) < 1e-4
-    w = run.model.user.trend_weight.weight[:, 0].detach()
+    w = run.model.user.recent_popularity_weight.weight[:, 0].detach()
     assert np.all(w.numpy() == np.float32(cal["after"]["recent_popularity_weight"][0]))
     bias = run.model.new_item_bias
     assert float(bias) == pytest.approx(cal["after"]["new_item_bias"])
@@ -177,7 +203,8 @@ def test_fusion_is_fitted_on_the_validation_likelihood_and_the_snapshot_is_serve
             assert float(data.cross_entropy(logits, w[0], bias + step, temperature)) >= best - 1e-6
     assert data.ndcg10(logits, w[0], bias) == pytest.approx(cal["valid_ndcg@10_after"])
     # Served tables carry the snapshot after the newest training interaction.
-    np.testing.assert_allclose(run.model.items.trend[1:].numpy(), recent_popularity(run.model, run.split).latest())
+    np.testing.assert_allclose(run.model.items.recent_popularity[1:].numpy(),
+                               recent_popularity_counter(run.model, run.split).latest())
 
 
 def test_the_fit_scores_what_evaluation_scores(trained):
@@ -185,8 +212,13 @@ def test_the_fit_scores_what_evaluation_scores(trained):
     the model's own parameters it equals variant_scores, new-item bias included."""
     import torch
 
-    from genre_serve.evaluation.genre_eval import (item_tables, recent_popularity, stage_trend, user_vectors,
-                                                   variant_scores)
+    from genre_serve.evaluation.genre_eval import (
+        item_tables,
+        recent_popularity_counter,
+        stage_recent_popularity,
+        user_vectors,
+        variant_scores,
+    )
     from genre_serve.evaluation.metrics import exclude_histories
     from genre_serve.train.calibration import FusionScores
 
@@ -194,10 +226,11 @@ def test_the_fit_scores_what_evaluation_scores(trained):
     model = run.model
     data = FusionScores(model, run.split, run.config.seed, stage="test")
     with torch.no_grad():
-        fit = data.fused(model.alpha_logit, model.user.trend_weight.weight[0, 0], model.new_item_bias).numpy()
-    trend = stage_trend(recent_popularity(model, run.split), run.split, "test")
+        weight = model.user.recent_popularity_weight.weight[0, 0]
+        fit = data.fused(model.alpha_logit, weight, model.new_item_bias).numpy()
+    recent_popularity = stage_recent_popularity(recent_popularity_counter(model, run.split), run.split, "test")
     served = variant_scores("fused", *user_vectors(model, data.histories, data.scenarios), *item_tables(model),
-                            trend, new_item_bias=float(model.new_item_bias))
+                            recent_popularity, new_item_bias=float(model.new_item_bias))
     exclude_histories(served, data.histories)
     seen = data.seen.numpy()
     assert float(model.new_item_bias) != 0.0 and data.new.any()
@@ -207,27 +240,28 @@ def test_the_fit_scores_what_evaluation_scores(trained):
 def test_per_request_scoring_equals_the_served_kernel_path_at_the_snapshot_time(trained):
     """Evaluation reads recent popularity per request (dense scores, torch
     features); serving reads the tables' snapshot (fused_topk, cross_features
-    kernels). Given the snapshot as every request's trend, the two agree."""
+    kernels). Given the snapshot as every request's recent_popularity, the two agree."""
     import torch
 
     from genre_serve.evaluation.genre_eval import item_tables, rerank, user_vectors
 
     ds, run = trained
     model = run.model
-    saved = model.user.trend_weight.weight.detach().clone()
+    saved = model.user.recent_popularity_weight.weight.detach().clone()
     with torch.no_grad():
-        model.user.trend_weight.weight.fill_(0.8)  # whatever was chosen, make the column count
+        model.user.recent_popularity_weight.weight.fill_(0.8)  # whatever was chosen, make the column count
     try:
-        _, hist, _, _, scen = run.split.stage("test")
+        test = run.split.stage("test")
+        hist, scen = test.histories, test.scenarios
         tables, users = item_tables(model), user_vectors(model, hist, scen)
         snapshot = np.broadcast_to(tables[0][:, -1], (len(hist), tables[0].shape[0])).copy()
         served_idx, served_logits = rerank(model, *users, *tables, hist, 20)
-        eval_idx, eval_logits = rerank(model, *users, *tables, hist, 20, trend=snapshot)
+        eval_idx, eval_logits = rerank(model, *users, *tables, hist, 20, recent_popularity=snapshot)
         np.testing.assert_allclose(eval_logits, served_logits, rtol=1e-4, atol=1e-4)
         assert (eval_idx == served_idx).mean() > 0.99  # near-ties may swap
     finally:
         with torch.no_grad():
-            model.user.trend_weight.weight.copy_(saved)
+            model.user.recent_popularity_weight.weight.copy_(saved)
 
 
 def test_weight_average_tracks_an_exponential_average_and_swaps_back():
@@ -255,7 +289,8 @@ def test_recent_popular_baseline_ranks_by_the_window_before_each_request(trained
 
     _, run = trained
     split = run.split
-    users, hist, _, _, scen = split.stage("test")
+    test = split.stage("test")
+    users, hist, scen = test.users, test.histories, test.scenarios
     times = split.stage_times("test")
     bl = RecentPopular(7).fit(split)
     scores = bl.score(users, hist, scen, times)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from genre_serve.serving.triton_utils import error_response
+from genre_serve.serving.stubs.responses import error_response
 
 
 class TritonPythonModel:

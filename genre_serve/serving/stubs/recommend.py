@@ -18,25 +18,26 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from genre_serve.export.model_configs import RANKER, RETRIEVE, USER_TOWER
-from genre_serve.serving.recommend_logic import Catalog, RequestError, answer, parse_request, tower_inputs
-from genre_serve.serving.triton_utils import error_response, optional_input
+from genre_serve.errors import RequestError
+from genre_serve.formats import repository as fmt
+from genre_serve.serving.recommend_logic import Candidates, Request, UserVectors, answer, parse_request
+from genre_serve.serving.stubs.responses import error_response, optional_input, tensor_response
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.version = int(args["model_version"])
-        self.catalog = Catalog.load(Path(args["model_repository"]) / args["model_version"])
+        self.catalog = fmt.Catalog.load(Path(args["model_repository"]) / args["model_version"])
 
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
                 ids, scores = self._recommend(request)
-                responses.append(pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor("ITEM_IDS", np.array([i.encode() for i in ids], dtype=np.object_)),
-                    pb_utils.Tensor("SCORES", scores.astype(np.float32)),
-                ]))
+                responses.append(tensor_response({
+                    fmt.ITEM_IDS: np.array([i.encode() for i in ids], dtype=np.object_),
+                    fmt.SCORES: scores.astype(np.float32),
+                }))
             except RequestError as e:
                 responses.append(error_response(str(e)))
             except Exception as e:  # noqa: BLE001 - one request's failure must not fail the others
@@ -56,29 +57,21 @@ class TritonPythonModel:
         return [pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in outputs]
 
     def _recommend(self, request):
-        req = parse_request(
-            self.catalog,
-            optional_input(request, "HISTORY"),
-            optional_input(request, "K"),
-            optional_input(request, "SCENARIO"),
-            optional_input(request, "ALPHA"),
-        )
+        inputs = (optional_input(request, name) for name in fmt.TENSORS[fmt.RECOMMEND].inputs)
+        req = parse_request(self.catalog, *inputs)  # HISTORY, K, SCENARIO, ALPHA
         return answer(self.catalog, req, self._user_vectors, self._candidates, self._rank)
 
-    def _user_vectors(self, req):
-        history, lengths, scenario = tower_inputs(self.catalog, req)
-        return self._call(
-            USER_TOWER, {"HISTORY": history, "LENGTHS": lengths, "SCENARIO": scenario}, ["U_CF", "U_CT", "ALPHA"]
-        )
+    def _user_vectors(self, req: Request) -> UserVectors:
+        return UserVectors(*self._call(fmt.USER_TOWER, req.tower_inputs(self.catalog), [fmt.U_CF, fmt.U_CT, fmt.ALPHA]))
 
-    def _candidates(self, u_cf, u_ct, alpha, exclude, depth):
-        candidates, _, features = self._call(
-            RETRIEVE,
-            {"U_CF": u_cf, "U_CT": u_ct, "ALPHA": alpha, "EXCLUDE": exclude[None, :],
-             "K": np.array([[depth]], np.int32)},
-            ["CANDIDATES", "SCORES", "FEATURES"],
+    def _candidates(self, u_cf, u_ct, alpha, exclude, depth) -> Candidates:
+        candidates, features = self._call(
+            fmt.RETRIEVE,
+            {fmt.U_CF: u_cf, fmt.U_CT: u_ct, fmt.ALPHA: alpha, fmt.EXCLUDE: exclude[None, :],
+             fmt.K: np.array([[depth]], np.int32)},
+            [fmt.CANDIDATES, fmt.FEATURES],
         )
-        return candidates[0], features
+        return Candidates(candidates[0], features)
 
     def _rank(self, features):
-        return self._call(RANKER, {"FEATURES": features}, ["LOGITS"])[0]
+        return self._call(fmt.RANKER, {fmt.FEATURES: features}, [fmt.LOGITS])[0]

@@ -1,4 +1,4 @@
-"""Helpers shared by the python-backend models (imported inside tritonserver)."""
+"""Request and response helpers of the python-backend models (inside tritonserver)."""
 
 from __future__ import annotations
 
@@ -24,3 +24,8 @@ def required_input(request, name: str):
     if tensor is None:
         raise ValueError(f"missing input {name}")
     return tensor.as_numpy()
+
+
+def tensor_response(outputs: dict):
+    """A response of named numpy outputs."""
+    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, v) for n, v in outputs.items()])

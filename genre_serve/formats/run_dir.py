@@ -1,15 +1,24 @@
 """A training run on disk: everything evaluate/export need, nothing else.
+Written by training, read by evaluation, export, the in-process pipeline and
+the load test (one owner of the format, below all of them).
 
     RUN_DIR/
       model.pt       state dict of the GENRE model (retrieval + ranker)
-      meta.json      sizes, scenarios, config, text encoder, training history
+      meta.json      format_version, sizes, scenarios, config, text encoder, training history
       items.json     external item ids and titles, in catalog order
       split.npz      the exact train/valid/test/cold split used
+
+Format history (meta.json ``format_version``):
+
+1. no ``format_version``. Runs from before some settings existed: read by
+   :func:`_migrate_v1` as they were trained.
+2. ``format_version``; the recent-popularity buffer and weight are named
+   ``items.recent_popularity`` and ``user.recent_popularity_weight`` (1:
+   ``items.trend``, ``user.trend_weight``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +29,11 @@ import torch
 from genre_serve.config import TrainConfig
 from genre_serve.data.idmap import IdMap
 from genre_serve.data.split import Split
-from genre_serve.errors import GenreServeError
+from genre_serve.errors import RunDirError
 from genre_serve.models.genre import GenreModel
 
-
-class RunDirError(GenreServeError, ValueError):
-    """A run directory is missing or incomplete."""
+FORMAT_VERSION = 2
+RUN_FILES = ("model.pt", "meta.json", "items.json", "split.npz")
 
 
 @dataclass
@@ -83,8 +91,8 @@ def load_split(path: Path) -> Split:
         cold_targets=np.split(z["cold_targets"], cold_bounds),
         # Runs saved before timestamps were kept have none (no recent popularity).
         train_times=np.split(z["train_times"], bounds) if "train_times" in z else None,
-        valid_time=z["valid_time"] if "valid_time" in z else None,
-        test_time=z["test_time"] if "test_time" in z else None,
+        valid_time=z.get("valid_time"),
+        test_time=z.get("test_time"),
         cold_times=np.split(z["cold_times"], cold_bounds) if "cold_times" in z else None,
     )
 
@@ -97,29 +105,46 @@ def save_run(path: Path, model: GenreModel, config: TrainConfig, items: IdMap, t
     tmp.replace(path / "model.pt")
     (path / "items.json").write_text(json.dumps({"ids": items.to_json(), "titles": titles, "texts": texts}))
     save_split(split, path / "split.npz")
-    full_meta = dict(meta, num_items=len(items), scenarios=scenarios, config=config.to_dict())
+    full_meta = dict(meta, format_version=FORMAT_VERSION, num_items=len(items), scenarios=scenarios,
+                     config=config.to_dict())
     (path / "meta.json").write_text(json.dumps(full_meta, indent=2))
+
+
+def _migrate_v1(meta: dict, state: dict) -> None:
+    """Format 1 -> 2 in place: a run saved before these fields existed loads as
+    it was trained. Config fields it lacks would read today's defaults; the
+    ones below record how it was trained, and it trained without them."""
+    meta["config"] = {"cf_lr_scale": 1.0, "calibrate_fusion": False} | meta["config"]
+    renames = {"items.trend": "items.recent_popularity",
+               "user.trend_weight.weight": "user.recent_popularity_weight.weight"}
+    for old, new in renames.items():
+        if old in state:
+            state[new] = state.pop(old)
+    model_cfg = meta["config"].setdefault("model", {})
+    if "items.recent_popularity" not in state:
+        # Trained before recent popularity existed: it had none.
+        model_cfg["recent_popularity_days"] = 0.0
+    # Served new items without a bias.
+    state.setdefault("new_item_bias", torch.zeros(()))
 
 
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"run directory not found: {path}")
-    missing = [f for f in ("model.pt", "meta.json", "items.json", "split.npz") if not (path / f).exists()]
+    missing = [f for f in RUN_FILES if not (path / f).exists()]
     if missing:
         raise RunDirError(f"{path} is not a complete training run (missing {', '.join(missing)})")
     meta = json.loads((path / "meta.json").read_text())
-    # Fields a run's config lacks read today's defaults; these two record how
-    # the run was trained, and runs from before them trained without either.
-    config = TrainConfig.from_dict({"cf_lr_scale": 1.0, "calibrate_fusion": False} | meta["config"])
-    items_doc = json.loads((path / "items.json").read_text())
     state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    if config.model.recent_popularity and "items.trend" not in state:
-        # A run trained before recent popularity existed (its config has no
-        # recent_popularity_days, so it reads the new default): it had none.
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, recent_popularity_days=0.0))
-    # Runs saved before the new-item bias existed served new items without one.
-    state.setdefault("new_item_bias", torch.zeros(()))
+    version = meta.get("format_version", 1)
+    if version == 1:
+        _migrate_v1(meta, state)
+    elif version != FORMAT_VERSION:
+        raise RunDirError(f"{path}: run format {version} is newer than this genre_serve reads "
+                          f"({FORMAT_VERSION}): upgrade genre_serve")
+    config = TrainConfig.from_dict(meta["config"])
+    items_doc = json.loads((path / "items.json").read_text())
     text = state["items.text"][1:]
     model = GenreModel(meta["num_items"], len(meta["scenarios"]), text, config.model)
     model.load_state_dict(state)

@@ -1,0 +1,50 @@
+"""The `genre-serve` command line.
+
+Each subcommand lives in one module of this package, its parser beside its
+handler (``register(commands)`` adds both). Errors a user can cause (a
+missing file, a bad config, a malformed dataset) print one line and exit
+non-zero; `--debug` shows the traceback. Exit codes: 0 success, 1 runtime
+failure, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from genre_serve import __version__
+from genre_serve.cli import export, quickstart, serve, train
+from genre_serve.cli.common import EXIT_FAILURE, EXIT_USAGE
+from genre_serve.errors import GenreServeError
+
+MODULES = (quickstart, train, export, serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genre-serve", description="Train, evaluate, export and serve GENRE recommendation models."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in MODULES:
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (GenreServeError, FileNotFoundError, PermissionError) as e:
+        if args.debug:
+            raise
+        print(f"genre-serve {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, ValueError) else EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""`genre-serve export`, `add-items` and `refresh-popularity`: commands that
+write a new version into a model repository (and may load it into a server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genre_serve.cli.common import EXIT_OK, Subparsers, roll_out
+from genre_serve.errors import UsageError
+from genre_serve.export.serving_config import ServingConfig
+from genre_serve.formats.repository import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_K, NEW_ITEM_RULES
+
+SERVING = ServingConfig()
+
+
+def register(commands: Subparsers) -> None:
+    x = commands.add_parser("export", help="a run -> a new version in a Triton model repository")
+    x.add_argument("run_dir", type=Path)
+    x.add_argument("--model-repository", type=Path, required=True)
+    x.add_argument("--version", type=int, help="version number (default: the next one)")
+    _add_keep_versions(x)
+    x.add_argument("--max-batch-size", type=int, default=SERVING.max_batch_size)
+    x.add_argument("--max-queue-delay-us", type=int, default=SERVING.max_queue_delay_us)
+    x.add_argument("--instances", type=int, default=SERVING.instances, help="instances of each batched model")
+    x.add_argument("--recommend-instances", type=int, default=SERVING.recommend_instances,
+                   help="instances of genre_recommend")
+    x.add_argument("--max-queue-size", type=int, default=SERVING.max_queue_size,
+                   help="genre_recommend/genre_item_tower reject requests past this many waiting (0: unbounded; "
+                        "default: %(default)s)")
+    x.add_argument("--max-k", type=int, default=DEFAULT_MAX_K,
+                   help="largest K genre_recommend answers (default: %(default)s)")
+    x.add_argument("--new-items", choices=NEW_ITEM_RULES, default=NEW_ITEM_RULES[0],
+                   help="items without interactions: scored by their content alone plus a bias (default), or "
+                        "discounted like every item (alpha * 0 + (1 - alpha) * content: they rarely reach a top K)")
+    x.add_argument("--new-item-bias", type=float, default=None,
+                   help="the bias added to new items' content scores (default: the one training fitted on "
+                        "validation, in the run's meta.json; higher shows new items more often)")
+    x.add_argument("--queue-timeout-us", type=int, default=SERVING.queue_timeout_us,
+                   help="reject requests still waiting after this long (0: no limit)")
+    x.add_argument("--gpu", action="store_true", help="instance groups KIND_GPU (for the NGC container on GPU hosts)")
+    _add_url(x)
+    x.set_defaults(handler=cmd_export)
+
+    a = commands.add_parser("add-items", help="embed new items' texts and add them as a new version")
+    _add_target(a)
+    a.add_argument("--items", type=Path, required=True, help="CSV/Parquet: item_id,title[,text,tags]")
+    _add_keep_versions(a)
+    _add_url(a)
+    a.set_defaults(handler=cmd_add_items)
+
+    r = commands.add_parser("refresh-popularity",
+                            help="recount the served recent popularity from a newer log, as a new version")
+    _add_target(r)
+    r.add_argument("--interactions", type=Path, required=True, help="CSV/Parquet: user_id,item_id,timestamp")
+    r.add_argument("--at", help="the time to count back from (seconds or a date; default: just after the log's "
+                                "newest interaction)")
+    _add_keep_versions(r)
+    _add_url(r)
+    r.set_defaults(handler=cmd_refresh_popularity)
+
+
+def _add_target(p) -> None:
+    p.add_argument("target", type=Path, help="a model repository, or a run directory with model_repository/")
+
+
+def _add_keep_versions(p) -> None:
+    p.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS,
+                   help="versions kept on disk (default: %(default)s)")
+
+
+def _add_url(p) -> None:
+    p.add_argument("--url", help="also load the new version into the server at this HTTP URL")
+
+
+def cmd_export(args) -> int:
+    from genre_serve.export.repository import export_run
+
+    serving = ServingConfig(
+        max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
+        instances=args.instances, recommend_instances=args.recommend_instances,
+        kind="KIND_GPU" if args.gpu else SERVING.kind, max_queue_size=args.max_queue_size,
+        queue_timeout_us=args.queue_timeout_us,
+    )
+    if args.max_k < 1:
+        raise UsageError("--max-k: must be at least 1")
+    result = export_run(args.run_dir, args.model_repository, args.version, serving, args.keep_versions,
+                        max_k=args.max_k, new_items=args.new_items, new_item_bias=args.new_item_bias)
+    diffs = ", ".join(f"{m} {d:.1e}" for m, d in result.max_abs_diff.items())
+    print(f"exported version {result.version} to {result.repository} (onnxruntime vs PyTorch max |diff|: {diffs})")
+    if result.removed_versions:
+        print(f"removed old versions {result.removed_versions}")
+    roll_out(args.url, result.version)
+    return EXIT_OK
+
+
+def cmd_add_items(args) -> int:
+    from genre_serve.export.add_items import add_items
+
+    repo, version, count = add_items(args.target, args.items, args.keep_versions)
+    print(f"added {count} item(s) as version {version} of {repo}")
+    roll_out(args.url, version)
+    return EXIT_OK
+
+
+def cmd_refresh_popularity(args) -> int:
+    import pandas as pd
+
+    from genre_serve.data.dataset import parse_timestamps
+    from genre_serve.errors import DataError
+    from genre_serve.export.refresh_popularity import refresh_popularity
+
+    at = None
+    if args.at is not None:
+        parsed = parse_timestamps(pd.Series([args.at]))[0]
+        if pd.isna(parsed):
+            raise DataError(f"--at: cannot read {args.at!r} as a time (seconds since the epoch or a date)")
+        at = int(parsed)
+    res = refresh_popularity(args.target, args.interactions, at, args.keep_versions)
+    when = pd.Timestamp(res.at, unit="s", tz="UTC").isoformat()
+    print(f"recent popularity at {when}: {res.counted} interaction(s) in the window; skipped "
+          f"{res.unknown_items} row(s) with an item outside the catalog, {res.malformed} malformed; "
+          f"version {res.version} of {res.repository}")
+    roll_out(args.url, res.version)
+    return EXIT_OK

@@ -1,0 +1,118 @@
+"""`genre-serve serve`, `recommend` and `loadtest`: running a server and talking to one."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from genre_serve.cli.common import EXIT_FAILURE, EXIT_OK, Subparsers
+from genre_serve.errors import UsageError
+from genre_serve.serving.launcher import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT, LOOPBACK
+
+LOCAL_HTTP = f"{LOOPBACK}:{DEFAULT_HTTP_PORT}"
+
+
+def register(commands: Subparsers) -> None:
+    s = commands.add_parser("serve", help="start tritonserver on a model repository")
+    s.add_argument("--model-repository", type=Path, required=True)
+    s.add_argument("--host", default=LOOPBACK, help="address to bind (default: %(default)s, loopback only)")
+    s.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
+    s.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)
+    s.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
+    s.add_argument("--log-verbose", type=int, default=0)
+    s.add_argument("--quiet", action="store_true", help="do not forward the server's log")
+    s.set_defaults(handler=cmd_serve)
+
+    r = commands.add_parser("recommend", help="ask a running server for recommendations")
+    r.add_argument("--url", default=LOCAL_HTTP)
+    r.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    r.add_argument("--history", required=True, help="item ids, comma separated, oldest first ('' for a cold user)")
+    r.add_argument("--k", type=int, default=10)
+    r.add_argument("--scenario")
+    r.add_argument("--alpha", type=float)
+    r.add_argument("--timeout-s", type=float, default=10.0)
+    r.add_argument("--json", action="store_true", help="machine-readable output")
+    r.set_defaults(handler=cmd_recommend)
+
+    lt = commands.add_parser("loadtest", help="closed-loop concurrency sweep against a running server")
+    lt.add_argument("--url", default=LOCAL_HTTP)
+    lt.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    lt.add_argument("--concurrency", default="1,4,16,64", help="levels, comma separated (default: %(default)s)")
+    lt.add_argument("--duration-s", type=float, default=30.0, help="seconds per level (at most 600)")
+    src = lt.add_mutually_exclusive_group(required=True)
+    src.add_argument("--histories", type=Path, help="one history per line, item ids comma separated")
+    src.add_argument("--from-run", type=Path, help="the test-split histories of a training run")
+    lt.add_argument("--k", type=int, default=10)
+    lt.add_argument("--timeout-s", type=float, default=10.0)
+    lt.add_argument("--metrics-url",
+                    help=f"the server's Prometheus endpoint (default: port {DEFAULT_METRICS_PORT} of --url's host)")
+    lt.add_argument("--json", type=Path, help="write the results here")
+    lt.add_argument("--plot", type=Path, help="write a PNG of latency and throughput against concurrency")
+    lt.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+    lt.set_defaults(handler=cmd_loadtest)
+
+
+def cmd_serve(args) -> int:
+    import signal
+    import threading
+
+    from genre_serve.serving.launcher import TritonServer
+
+    server = TritonServer(args.model_repository, args.host, args.http_port, args.grpc_port, args.metrics_port,
+                          log_verbose=args.log_verbose, forward_logs=not args.quiet)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    try:
+        print(f"genre_serve is ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}",
+              flush=True)
+        print("Ctrl-C stops it.", flush=True)
+        while not stop.wait(0.5):
+            if not server.running:
+                print("tritonserver exited unexpectedly", file=sys.stderr)
+                return EXIT_FAILURE
+    finally:
+        server.stop()
+        print("stopped", flush=True)
+    return EXIT_OK
+
+
+def cmd_recommend(args) -> int:
+    from genre_serve.client import GenreClient
+
+    history = [h.strip() for h in args.history.split(",") if h.strip()]
+    with GenreClient(args.url, args.protocol, timeout_s=args.timeout_s) as client:
+        recs = client.recommend(history, args.k, args.scenario, args.alpha)
+    if args.json:
+        print(json.dumps([{"item_id": r.item_id, "score": r.score} for r in recs]))
+    else:
+        for rank, r in enumerate(recs, 1):
+            print(f"{rank:>3}. {r.item_id:<20} {r.score:.4f}")
+    return EXIT_OK
+
+
+def cmd_loadtest(args) -> int:
+    from genre_serve.loadtest import sweep
+
+    try:
+        levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise UsageError(f"--concurrency: integers separated by commas, got {args.concurrency!r}") from None
+    histories = sweep.load_histories(args.histories) if args.histories else sweep.histories_from_run(args.from_run)
+    metrics = args.metrics_url or f"http://{args.url.rsplit(':', 1)[0]}:{DEFAULT_METRICS_PORT}/metrics"
+    print(f"load test of {args.url} ({args.protocol}): {len(histories)} histories, k={args.k}, "
+          f"{args.duration_s:.0f} s per level")
+    print(sweep.HEADER)
+    results = sweep.run_sweep(args.url, histories, levels, args.duration_s, args.protocol, args.k,
+                              args.timeout_s, metrics, args.allow_remote)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = sweep.to_json(results, url=args.url, protocol=args.protocol, k=args.k, duration_s=args.duration_s)
+        args.json.write_text(json.dumps(doc, indent=2))
+        print(f"wrote {args.json}")
+    if args.plot:
+        sweep.plot(results, args.plot, f"genre_recommend ({args.protocol}), closed loop")
+        print(f"wrote {args.plot}")
+    return EXIT_OK if all(not r.errors for r in results) else EXIT_FAILURE

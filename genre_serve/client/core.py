@@ -1,0 +1,201 @@
+"""What the sync and async clients share: settings and their validation, the
+retry policy, error classification, and the request and answer tensors.
+
+Errors are typed (rooted at GenreServeError) and wrap tritonclient's with
+``raise ... from e``. Only what is safe to retry is retried, with
+exponential backoff: a refused connection or an unavailable server (a
+restart). An invalid request is never retried; a timeout is not either (the
+server may still be working on it); an overload rejection (full queue) is not
+by default: retrying into a saturated server only adds to its load.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from genre_serve.errors import (
+    ClientError,
+    ClientTimeoutError,
+    InvalidRequestError,
+    ModelUnavailableError,
+    ServerOverloadedError,
+)
+from genre_serve.formats import repository as fmt
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+
+
+def protocol_module(protocol: str) -> ModuleType:
+    """tritonclient.http or tritonclient.grpc."""
+    if protocol == "http":
+        import tritonclient.http as http
+
+        return http
+    if protocol == "grpc":
+        import tritonclient.grpc as grpc
+
+        return grpc
+    raise ValueError(f"protocol: 'http' or 'grpc', got {protocol!r}")
+
+
+_UNAVAILABLE_MARKERS = ("unavailable", "connection refused", "failed to connect", "not ready",
+                        "is not found", "unknown model", "no version", "connect failed", "socket closed",
+                        "broken pipe", "connection reset", "connection closed", "connection aborted")
+_TIMEOUT_MARKERS = ("deadline", "timed out", "timeout")
+# Triton's queue policy: a full queue, or a request that waited past the queue timeout.
+_OVERLOAD_MARKERS = ("exceeds maximum queue size", "request timeout expired")
+
+
+def classify(e: BaseException) -> ClientError:
+    """tritonclient/network exception -> our typed error (not raised here)."""
+    from tritonclient.utils import InferenceServerException
+
+    text = str(e).lower()
+    if any(m in text for m in _OVERLOAD_MARKERS):
+        return ServerOverloadedError(str(e))
+    if isinstance(e, InferenceServerException):
+        status = str(e.status() or "").lower()
+        if any(m in text or m in status for m in _TIMEOUT_MARKERS):
+            return ClientTimeoutError(str(e))
+        if "400" in status or "invalid_argument" in status or "invalid" in status:
+            return InvalidRequestError(e.message() if hasattr(e, "message") else str(e))
+        if any(m in text or m in status for m in _UNAVAILABLE_MARKERS):
+            return ModelUnavailableError(str(e))
+        return ClientError(str(e))
+    if isinstance(e, (socket.timeout, TimeoutError)) or any(m in text for m in _TIMEOUT_MARKERS):
+        return ClientTimeoutError(str(e) or "timed out")
+    # A connection dropped mid-request (the server died): recommending is a
+    # read, so sending it again to a restarted server is safe.
+    if isinstance(e, (ConnectionError, OSError)) or any(m in text for m in _UNAVAILABLE_MARKERS):
+        return ModelUnavailableError(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+    return ClientError(f"{type(e).__name__}: {e}")
+
+
+class ClientCore:
+    """Settings, validation and retry policy of GenreClient and AsyncGenreClient.
+
+    Parameters
+    ----------
+    url : "host:port" of the HTTP (default 8000) or gRPC (default 8001) endpoint.
+    protocol : "http" or "grpc".
+    timeout_s : per-request timeout.
+    retries : attempts after the first for retryable failures (server down/unavailable).
+    backoff_s : first backoff; doubles per attempt.
+    model : the entry point (genre_recommend).
+    retry_overloaded : also retry (with the same backoff) requests the server
+        rejected because its queue was full.
+
+    ``retried`` counts the retries this client has made (all calls).
+    """
+
+    def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", timeout_s: float = 10.0,
+                 retries: int = 3, backoff_s: float = 0.1, model: str = fmt.RECOMMEND,
+                 retry_overloaded: bool = False):
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s: must be positive, got {timeout_s}")
+        if retries < 0:
+            raise ValueError(f"retries: must be >= 0, got {retries}")
+        if backoff_s < 0:
+            raise ValueError(f"backoff_s: must be >= 0, got {backoff_s}")
+        self.url, self.protocol, self.timeout_s = url, protocol, timeout_s
+        self.retries, self.backoff_s, self.model = retries, backoff_s, model
+        self.retry_overloaded = retry_overloaded
+        self.retried = 0
+        self._module = protocol_module(protocol)
+
+    def retry_delay(self, err: ClientError, attempt: int) -> float | None:
+        """Seconds to wait before retrying after `err` on attempt `attempt`
+        (0 = the first), or None: raise it."""
+        retryable = isinstance(err, ModelUnavailableError) or (
+            self.retry_overloaded and isinstance(err, ServerOverloadedError))
+        if not retryable or attempt >= self.retries:
+            return None
+        self.retried += 1
+        return float(self.backoff_s * (2**attempt))
+
+    def infer_inputs(self, arrays: Mapping[str, np.ndarray]) -> list[Any]:
+        return infer_inputs(self._module, named_tensors(arrays))
+
+    def requested_outputs(self, names: Sequence[str]) -> list[Any]:
+        return [self._module.InferRequestedOutput(n) for n in names]
+
+    def infer_kwargs(self, version: int | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {} if version is None else {"model_version": str(version)}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+        return kwargs
+
+
+# (name, Triton datatype, value) of each input tensor; the shape is the value's.
+Tensors = list[tuple[str, str, np.ndarray]]
+
+
+def named_tensors(arrays: Mapping[str, np.ndarray]) -> Tensors:
+    """Named arrays as tensors, the datatype from the array's (object/bytes: BYTES)."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    return [(name, np_to_triton_dtype(value.dtype), value) for name, value in arrays.items()]
+
+
+def infer_inputs(module: ModuleType, tensors: Tensors) -> list[Any]:
+    """tritonclient InferInputs (HTTP or gRPC `module`) exactly as given."""
+    out = []
+    for name, datatype, value in tensors:
+        tensor = module.InferInput(name, list(value.shape), datatype)
+        tensor.set_data_from_numpy(value)
+        out.append(tensor)
+    return out
+
+
+def recommend_arrays(history: Sequence[str], k: int, scenario: str | None,
+                     alpha: float | None) -> dict[str, np.ndarray]:
+    """The genre_recommend request tensors, validated as far as the client can."""
+    if isinstance(history, (str, bytes)):
+        raise TypeError("history: a sequence of item ids, not one string")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k: must be an integer, got {type(k).__name__}")
+    arrays = {fmt.HISTORY: np.array([str(h).encode("utf-8") for h in history], dtype=np.object_),
+              fmt.K: np.array([k], np.int32)}
+    if scenario is not None:
+        arrays[fmt.SCENARIO] = np.array([scenario.encode("utf-8")], dtype=np.object_)
+    if alpha is not None:
+        arrays[fmt.ALPHA] = np.array([alpha], np.float32)
+    return arrays
+
+
+RECOMMEND_OUTPUTS = (fmt.ITEM_IDS, fmt.SCORES)
+
+
+def recommend_request(module: ModuleType, history: Sequence[str], k: int, scenario: str | None = None,
+                      alpha: float | None = None) -> tuple[list[Any], list[Any]]:
+    """tritonclient inputs and requested outputs of one genre_recommend request,
+    for callers with a tritonclient client of their own (the load tests)."""
+    inputs = infer_inputs(module, named_tensors(recommend_arrays(history, k, scenario, alpha)))
+    return inputs, [module.InferRequestedOutput(n) for n in RECOMMEND_OUTPUTS]
+
+
+def parse_recommendations(result: Any) -> list[Recommendation]:
+    ids = result.as_numpy(fmt.ITEM_IDS)
+    scores = result.as_numpy(fmt.SCORES)
+    if ids is None or scores is None:
+        raise ClientError(f"{fmt.RECOMMEND} answered without {fmt.ITEM_IDS}/{fmt.SCORES}")
+    return [
+        Recommendation(i.decode("utf-8") if isinstance(i, bytes) else str(i), float(s))
+        for i, s in zip(ids.reshape(-1), scores.reshape(-1), strict=True)
+    ]
+
+
+def answered_version(result: Any) -> int:
+    response = result.get_response()
+    version = response.get("model_version") if isinstance(response, dict) else response.model_version
+    return int(version or 0)
