@@ -17,6 +17,8 @@ score, merged by score. The second pass reads only the new items' rows.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from genre_serve.kernels import fused_topk
@@ -33,6 +35,15 @@ def items_without_cf(item_cf: np.ndarray) -> np.ndarray:
     component, zero exactly when the rest is.)
     """
     return np.flatnonzero(~np.asarray(item_cf)[:, :-1].any(axis=1))
+
+
+class UserVectors(NamedTuple):
+    """What the user tower gives retrieval, per request (served, in process,
+    in evaluation alike)."""
+
+    u_cf: np.ndarray  # float32 [B, cf_dim]
+    u_ct: np.ndarray  # float32 [B, ct_dim]
+    alpha: np.ndarray  # float32 [B] or [B, 1]: the scenario's fusion weight
 
 
 class NewItems:

@@ -17,7 +17,8 @@ import numpy as np
 
 from genre_serve.client.client import GenreClient
 from genre_serve.formats import repository as fmt
-from genre_serve.serving.recommend_logic import ItemTables, Request, UserVectors, answer, parse_python_request
+from genre_serve.retrieval import UserVectors
+from genre_serve.serving.recommend_logic import ItemTables, Request, answer, parse_python_request
 
 
 class LocalScorer:

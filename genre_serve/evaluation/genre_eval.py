@@ -10,7 +10,7 @@ from genre_serve.evaluation.metrics import exclude_histories, ranks_of_targets
 from genre_serve.kernels import cross_features
 from genre_serve.models.genre import GenreModel, candidate_cf, cf_scores, cross_features_torch, right_align
 from genre_serve.models.recent_popularity import RecentPopularity
-from genre_serve.retrieval import NewItems, fused_topk_with_new_items, items_without_cf
+from genre_serve.retrieval import NewItems, UserVectors, fused_topk_with_new_items, items_without_cf
 
 VARIANTS = ("cf", "content", "fused")
 
@@ -33,8 +33,8 @@ def item_tables(model: GenreModel) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.inference_mode()
-def user_vectors(model: GenreModel, histories: list, scenarios: np.ndarray, batch: int = 512):
-    """(u_cf, u_ct, alpha) as float32 numpy arrays for each history."""
+def user_vectors(model: GenreModel, histories: list, scenarios: np.ndarray, batch: int = 512) -> UserVectors:
+    """The user vectors of each history (alpha [B]), float32 numpy arrays."""
     outs_cf, outs_ct, outs_a = [], [], []
     padded = model.items.padded_tables()
     for s in range(0, len(histories), batch):
@@ -45,10 +45,10 @@ def user_vectors(model: GenreModel, histories: list, scenarios: np.ndarray, batc
         outs_ct.append(u_ct.numpy())
         outs_a.append(model.alpha(scen).numpy())
     if not outs_cf:
-        return (np.zeros((0, model.cfg.cf_dim), np.float32), np.zeros((0, model.cfg.dim), np.float32),
-                np.zeros(0, np.float32))
-    return (np.concatenate(outs_cf).astype(np.float32), np.concatenate(outs_ct).astype(np.float32),
-            np.concatenate(outs_a).astype(np.float32))
+        return UserVectors(np.zeros((0, model.cfg.cf_dim), np.float32), np.zeros((0, model.cfg.dim), np.float32),
+                           np.zeros(0, np.float32))
+    return UserVectors(np.concatenate(outs_cf).astype(np.float32), np.concatenate(outs_ct).astype(np.float32),
+                       np.concatenate(outs_a).astype(np.float32))
 
 
 def variant_scores(variant: str, u_cf, u_ct, alpha, item_cf, item_ct, recent_popularity=None,

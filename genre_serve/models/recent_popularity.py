@@ -2,13 +2,12 @@
 before a request, log1p-scaled.
 
 On time-ordered data it is a strong signal the item embeddings cannot carry
-(what is popular changes; the embeddings do not): on ml-latest-small, items
-ranked by their interactions in the 30 days before the test time alone reach
-1.6x the NDCG@10 of global popularity. The GENRE model adds it to the CF
-channel as one more column (see ItemTowers.recent_popularity): at serve time the column
-holds a snapshot (the days before the newest training interaction); training
-and evaluation read it at the time of every request instead, from past
-interactions only.
+(what is popular changes; the embeddings do not; the `recent-popular` row of
+`genre-serve evaluate` measures it alone). The GENRE model adds it to the CF
+channel as one more column (see ItemTowers.recent_popularity): at serve time
+the column holds a snapshot (the days before the newest training
+interaction); training and evaluation read it at the time of every request
+instead, from past interactions only.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from genre_serve.export.repository import catalog_of_run
 from genre_serve.formats import repository as fmt
 from genre_serve.formats.run_dir import Run, load_run
 from genre_serve.models.genre import right_align
-from genre_serve.serving.recommend_logic import ItemTables, Request, UserVectors, answer, parse_python_request
+from genre_serve.retrieval import UserVectors
+from genre_serve.serving.recommend_logic import ItemTables, Request, answer, parse_python_request
 
 
 class InProcessRecommender:

@@ -18,15 +18,7 @@ from genre_serve.errors import RequestError
 from genre_serve.formats import repository as fmt
 from genre_serve.formats.repository import Catalog
 from genre_serve.kernels import cross_features
-from genre_serve.retrieval import NewItems, fused_topk_with_new_items
-
-
-class UserVectors(NamedTuple):
-    """The user tower's answer for the requests of a call."""
-
-    u_cf: np.ndarray  # float32 [B, cf_dim]
-    u_ct: np.ndarray  # float32 [B, ct_dim]
-    alpha: np.ndarray  # float32 [B, 1]: the scenario's fusion weight
+from genre_serve.retrieval import NewItems, UserVectors, fused_topk_with_new_items
 
 
 class Candidates(NamedTuple):

@@ -4,9 +4,10 @@ Three numbers decide how the channels are mixed at serving time: the fusion
 weight alpha (per scenario), the weight of recent popularity, and the bias of
 items without CF signal (scored by content alone, plus this bias). Learned
 with the rest on the training positions, the first two come out biased
-towards what the CF vectors have memorised: on ml-latest-small alpha trains
-to 0.77 and the recent-popularity weight to -0.13, while on the validation
-interactions the content channel and recent popularity carry much more. And
+towards what the CF vectors have memorised (alpha too high, the
+recent-popularity weight even negative), while on the validation
+interactions the content channel and recent popularity carry much more
+(benchmarks/RESULTS.md has the values). And
 how often users pick an item the CF tables have never seen is something only
 held-out interactions show.
 
@@ -17,8 +18,8 @@ shift of every scenario's alpha logit (the differences between scenarios
 stay as trained), the recent-popularity weight, the new-item bias and a
 temperature that only the fit uses (no ranking depends on it). Four numbers
 from a few hundred users: a likelihood is smooth in them, where validation
-NDCG@10 over 610 users jumps by +-0.002 between neighbouring values and a
-grid search on it chased that noise (benchmarks/RESULTS.md).
+NDCG@10 over a few hundred users jumps between neighbouring values by more
+than their true difference, and a grid search on it chased that noise.
 """
 
 from __future__ import annotations

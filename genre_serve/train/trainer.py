@@ -4,12 +4,11 @@ Retrieval: next-item prediction over the whole catalog (softmax, or sampled
 softmax with shared uniform negatives for large catalogs) on the fused score,
 plus auxiliary losses on the CF-only and content-only scores so that each
 space is a retriever on its own. Early stopping on validation NDCG@10. The CF
-item vectors start from implicit ALS factors (cf_init="als"): on
-ml-latest-small that warm start took validation NDCG@10 from 0.040 to 0.046.
-They then learn at 3% of the rate of the rest (cf_lr_scale): at the full
-rate they memorise the training targets (ml-latest-small, validation
-likelihood after calibration: best at 0.03 of 0, 0.03, 0.1, 0.3 and 1 on
-seed 0, and of 0.03, 0.1 and 1 on seeds 1 and 2; benchmarks/RESULTS.md).
+item vectors start from implicit ALS factors (cf_init="als"), a warm start
+the user encoder learns to use. They then learn at a fraction of the rate of
+the rest (cf_lr_scale, chosen by validation likelihood): at the full rate
+they memorise the training targets. benchmarks/RESULTS.md has the
+measurements behind both choices.
 
 Recent popularity (models with recent_popularity_days > 0): the served tables
 carry the snapshot of the days before the newest training interaction.
@@ -179,9 +178,9 @@ class WeightAverage:
 def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress: bool = True) -> list[dict]:
     rng = np.random.default_rng(cfg.seed)
     # The recent-popularity weight stays 0 here and is calibrated afterwards
-    # (train/calibration.py): fitted on the training positions, where
-    # the CF vectors have memorised the targets, it comes out negative (-0.13
-    # on ml-latest-small); on held-out interactions it is clearly positive.
+    # (train/calibration.py): fitted on the training positions, where the CF
+    # vectors have memorised the targets, it comes out negative; on held-out
+    # interactions it is clearly positive (benchmarks/RESULTS.md).
     named = [(n, p) for n, p in model.named_parameters()
              if not n.startswith(("ranker.", "user.recent_popularity_weight"))]
     params = [p for _, p in named]
@@ -196,13 +195,13 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
         raise ValueError(f"lr_schedule: 'constant' or 'cosine', got {cfg.lr_schedule!r}")
     # With ranker_holdout, the positions that train the ranker are never
     # retrieval targets, so the ranker sees retrieval scores of unseen items
-    # (measured on ml-latest-small: worse test NDCG, so off by default).
+    # (it measured worse, so it is off by default).
     skip = cfg.ranker_positions_per_user if cfg.ranker_holdout else 0
     users, positions = training_positions(split, cfg.max_positions_per_user, skip)
     best, best_state, history, stale = -1.0, None, [], 0
     # Validation (and the kept state) use an exponential moving average of the
     # weights: from one epoch to the next the raw weights' validation NDCG@10
-    # swings by several thousandths on ml-latest-small.
+    # swings by more than the differences it is meant to select on.
     average = WeightAverage(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
     steps_per_epoch = -(-users.size // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch

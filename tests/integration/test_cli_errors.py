@@ -1,6 +1,7 @@
 """Every user mistake at the CLI is one clear line and a non-zero exit; no
 traceback unless --debug."""
 
+import json
 import shutil
 
 import pytest
@@ -88,3 +89,17 @@ def test_other_commands_on_missing_inputs(files, capsys):
     _one_clear_line(capsys, "no history")
     assert main(["add-items", str(files / "no-repo"), "--items", str(files / "items.csv")]) == 2
     _one_clear_line(capsys)
+
+
+@pytest.mark.triton
+def test_serve_refuses_a_repository_of_another_format_in_one_line(broken_repo, capsys):
+    path = broken_repo / fmt.RETRIEVE / "1" / fmt.RETRIEVE_JSON
+    doc = json.loads(path.read_text())
+    doc["format_version"] = fmt.FORMAT_VERSION + 1
+    path.write_text(json.dumps(doc))
+    assert main(["serve", "--model-repository", str(broken_repo)]) == 2
+    _one_clear_line(capsys, "retrieve.json", f"format {fmt.FORMAT_VERSION + 1}", "newer genre_serve")
+    del doc["format_version"]  # format 1: exported before the field existed
+    path.write_text(json.dumps(doc))
+    assert main(["serve", "--model-repository", str(broken_repo)]) == 2
+    _one_clear_line(capsys, "retrieve.json", "format 1", "export the run again")

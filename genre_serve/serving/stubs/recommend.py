@@ -20,7 +20,8 @@ import triton_python_backend_utils as pb_utils
 
 from genre_serve.errors import RequestError
 from genre_serve.formats import repository as fmt
-from genre_serve.serving.recommend_logic import Candidates, Request, UserVectors, answer, parse_request
+from genre_serve.retrieval import UserVectors
+from genre_serve.serving.recommend_logic import Candidates, Request, answer, parse_request
 from genre_serve.serving.stubs.responses import error_response, optional_input, tensor_response
 
 

@@ -4,7 +4,14 @@
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from genre_serve.client import ClientTimeoutError, GenreClient, InvalidRequestError, ModelUnavailableError
+from genre_serve.client import (
+    AsyncGenreClient,
+    ClientTimeoutError,
+    GenreClient,
+    InvalidRequestError,
+    ModelUnavailableError,
+    ServerOverloadedError,
+)
 from genre_serve.client.core import classify
 from genre_serve.errors import GenreServeError
 from genre_serve.serving.launcher import free_port
@@ -44,3 +51,21 @@ def test_client_rejects_bad_arguments_before_sending():
             client.recommend("1,2,3", 3)
         with pytest.raises(TypeError, match="k"):
             client.recommend(["1"], 2.5)
+
+
+@pytest.mark.parametrize("make", [GenreClient, AsyncGenreClient])
+def test_both_clients_validate_their_settings_alike(make):
+    for bad, match in (({"timeout_s": 0}, "timeout_s"), ({"retries": -1}, "retries"),
+                       ({"backoff_s": -1.0}, "backoff_s"), ({"protocol": "ftp"}, "protocol")):
+        with pytest.raises(ValueError, match=match):
+            make(f"127.0.0.1:{free_port()}", **bad)
+
+
+def test_the_retry_policy_backs_off_and_stops_after_the_retries():
+    client = GenreClient(f"127.0.0.1:{free_port()}", retries=2, backoff_s=0.5)
+    down = ModelUnavailableError("down")
+    assert [client.retry_delay(down, a) for a in range(3)] == [0.5, 1.0, None]
+    assert client.retry_delay(InvalidRequestError("bad"), 0) is None
+    assert client.retry_delay(ServerOverloadedError("full"), 0) is None
+    assert client.retried == 2
+    client.close()

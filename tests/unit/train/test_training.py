@@ -299,3 +299,32 @@ def test_recent_popular_baseline_ranks_by_the_window_before_each_request(trained
     assert np.all(np.abs(scores - counts) < 1e-3 + 1e-6)
     with pytest.raises(ValueError, match="request times"):
         bl.score(users, hist, scen)
+
+
+def test_training_overrides_come_from_their_own_environment_prefix():
+    import warnings
+
+    base = TrainConfig()
+    assert base.with_env({"GENRE_SERVE_TRAIN_EPOCHS": "5", "GENRE_SERVE_TRAIN_CF_INIT": "random"}).epochs == 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new prefix warns of nothing
+        base.with_env({"GENRE_SERVE_TRAIN_SEED": "3", "GENRE_SERVE_NUM_THREADS": "2"})
+    with pytest.warns(FutureWarning, match="GENRE_SERVE_EPOCHS is deprecated: set GENRE_SERVE_TRAIN_EPOCHS"):
+        assert base.with_env({"GENRE_SERVE_EPOCHS": "7"}).epochs == 7
+    # The new name wins over the old one, without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert base.with_env({"GENRE_SERVE_EPOCHS": "7", "GENRE_SERVE_TRAIN_EPOCHS": "2"}).epochs == 2
+    with pytest.raises(ConfigError, match="GENRE_SERVE_TRAIN_EPOCHS"):
+        base.with_env({"GENRE_SERVE_TRAIN_EPOCHS": "many"})
+
+
+def test_the_package_version_is_the_installed_distribution_version(capsys):
+    from importlib.metadata import version
+
+    import genre_serve
+
+    assert genre_serve.__version__ == version("genre-serve")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and version("genre-serve") in capsys.readouterr().out
