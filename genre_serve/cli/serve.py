@@ -25,32 +25,34 @@ def register(commands: Subparsers) -> None:
     s.set_defaults(handler=cmd_serve)
 
     r = commands.add_parser("recommend", help="ask a running server for recommendations")
-    r.add_argument("--url", default=LOCAL_HTTP)
-    r.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    _add_request_args(r)
     r.add_argument("--history", required=True, help="item ids, comma separated, oldest first ('' for a cold user)")
-    r.add_argument("--k", type=int, default=10)
     r.add_argument("--scenario")
     r.add_argument("--alpha", type=float)
-    r.add_argument("--timeout-s", type=float, default=10.0)
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.set_defaults(handler=cmd_recommend)
 
     lt = commands.add_parser("loadtest", help="closed-loop concurrency sweep against a running server")
-    lt.add_argument("--url", default=LOCAL_HTTP)
-    lt.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    _add_request_args(lt)
     lt.add_argument("--concurrency", default="1,4,16,64", help="levels, comma separated (default: %(default)s)")
     lt.add_argument("--duration-s", type=float, default=30.0, help="seconds per level (at most 600)")
     src = lt.add_mutually_exclusive_group(required=True)
     src.add_argument("--histories", type=Path, help="one history per line, item ids comma separated")
     src.add_argument("--from-run", type=Path, help="the test-split histories of a training run")
-    lt.add_argument("--k", type=int, default=10)
-    lt.add_argument("--timeout-s", type=float, default=10.0)
     lt.add_argument("--metrics-url",
                     help=f"the server's Prometheus endpoint (default: port {DEFAULT_METRICS_PORT} of --url's host)")
     lt.add_argument("--json", type=Path, help="write the results here")
     lt.add_argument("--plot", type=Path, help="write a PNG of latency and throughput against concurrency")
     lt.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
     lt.set_defaults(handler=cmd_loadtest)
+
+
+def _add_request_args(p) -> None:
+    """Where genre_recommend is and how to ask it (recommend, loadtest)."""
+    p.add_argument("--url", default=LOCAL_HTTP, help="the server's HTTP or gRPC endpoint (default: %(default)s)")
+    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    p.add_argument("--k", type=int, default=10, help="items per answer (default: %(default)s)")
+    p.add_argument("--timeout-s", type=float, default=10.0, help="per-request timeout (default: %(default)s)")
 
 
 def cmd_serve(args) -> int:

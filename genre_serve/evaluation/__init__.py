@@ -1,0 +1,1 @@
+"""Evaluation: metrics, baselines, GENRE variants on a split, and the report of `genre-serve evaluate`."""

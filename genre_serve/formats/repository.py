@@ -136,6 +136,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ExportError(f"{path}: missing") from None
     except json.JSONDecodeError as e:
         raise ExportError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ExportError(f"{path}: not a genre_serve artifact (a JSON object was expected)")
     version = doc.get("format_version", 1)
     if version == FORMAT_VERSION:
         return doc
@@ -147,7 +149,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 # -- genre_recommend: catalog.json, popularity.npy, recommend.json ------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: numpy fields have no single truth value
 class Catalog:
     """What genre_recommend serves from: the external ids (catalog order) and
     titles, the training popularity (the cold-user answer), and the request
@@ -164,7 +166,7 @@ class Catalog:
     ct_dim: int
     recent_popularity_days: float
     dataset: str | None = None
-    index: dict[str, int] = field(init=False, repr=False, compare=False)
+    index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", {item: i for i, item in enumerate(self.ids)})
@@ -202,7 +204,7 @@ class Catalog:
 
 
 # -- genre_retrieve: item_cf.npy, item_ct.npy, retrieve.json ------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ItemTableFiles:
     """The item tables genre_retrieve scores (catalog order) and how it treats
     items without CF signal (a zero CF row apart from the recent-popularity column)."""
