@@ -8,7 +8,7 @@ from pathlib import Path
 from genre_serve.cli.common import EXIT_OK, Subparsers, roll_out
 from genre_serve.errors import UsageError
 from genre_serve.export.serving_config import ServingConfig
-from genre_serve.formats.repository import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_K, NEW_ITEM_RULES
+from genre_serve.formats.repository import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_K, DEFAULT_NEW_ITEMS, NEW_ITEM_RULES
 
 SERVING = ServingConfig()
 
@@ -29,7 +29,7 @@ def register(commands: Subparsers) -> None:
                         "default: %(default)s)")
     x.add_argument("--max-k", type=int, default=DEFAULT_MAX_K,
                    help="largest K genre_recommend answers (default: %(default)s)")
-    x.add_argument("--new-items", choices=NEW_ITEM_RULES, default=NEW_ITEM_RULES[0],
+    x.add_argument("--new-items", choices=NEW_ITEM_RULES, default=DEFAULT_NEW_ITEMS,
                    help="items without interactions: scored by their content alone plus a bias (default), or "
                         "discounted like every item (alpha * 0 + (1 - alpha) * content: they rarely reach a top K)")
     x.add_argument("--new-item-bias", type=float, default=None,

@@ -19,22 +19,21 @@ from genre_serve.client.core import (
     recommend_arrays,
 )
 from genre_serve.errors import ClientTimeoutError
-from genre_serve.formats import repository as fmt
 
 
 class AsyncGenreClient(ClientCore):
-    def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", timeout_s: float = 10.0,
-                 retries: int = 3, backoff_s: float = 0.1, model: str = fmt.RECOMMEND,
-                 retry_overloaded: bool = False):
-        super().__init__(url, protocol, timeout_s, retries, backoff_s, model, retry_overloaded)
-        if protocol == "http":
+    __doc__ = f"""The asyncio client of a running genre_serve endpoint (awaitable GenreClient).
+
+    {ClientCore.__doc__}"""
+
+    def _connect(self) -> Any:
+        if self.protocol == "http":
             import tritonclient.http.aio as http_aio
 
-            self._client = http_aio.InferenceServerClient(url, conn_timeout=timeout_s)
-        else:
-            import tritonclient.grpc.aio as grpc_aio
+            return http_aio.InferenceServerClient(self.url, conn_timeout=self.timeout_s)
+        import tritonclient.grpc.aio as grpc_aio
 
-            self._client = grpc_aio.InferenceServerClient(url)
+        return grpc_aio.InferenceServerClient(self.url)
 
     async def _infer_result(self, model: str, arrays: Mapping[str, np.ndarray], outputs: Sequence[str],
                             version: int | None = None) -> Any:

@@ -34,15 +34,11 @@ class GenreClient(ClientCore):
 
     {ClientCore.__doc__}"""
 
-    def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", timeout_s: float = 10.0,
-                 retries: int = 3, backoff_s: float = 0.1, model: str = fmt.RECOMMEND,
-                 retry_overloaded: bool = False):
-        super().__init__(url, protocol, timeout_s, retries, backoff_s, model, retry_overloaded)
-        if protocol == "http":
-            self._client = self._module.InferenceServerClient(
-                url, connection_timeout=timeout_s, network_timeout=timeout_s, concurrency=16)
-        else:
-            self._client = self._module.InferenceServerClient(url)
+    def _connect(self) -> Any:
+        if self.protocol == "http":
+            return self._module.InferenceServerClient(
+                self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s, concurrency=16)
+        return self._module.InferenceServerClient(self.url)
 
     def _with_retries(self, fn: Callable[[], T]) -> T:
         attempt = 0

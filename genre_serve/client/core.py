@@ -112,6 +112,11 @@ class ClientCore:
         self.retry_overloaded = retry_overloaded
         self.retried = 0
         self._module = protocol_module(protocol)
+        self._client = self._connect()
+
+    def _connect(self) -> Any:
+        """The tritonclient client this client sends through (per subclass)."""
+        raise NotImplementedError
 
     def retry_delay(self, err: ClientError, attempt: int) -> float | None:
         """Seconds to wait before retrying after `err` on attempt `attempt`

@@ -95,7 +95,7 @@ def export_run(
     keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS,
     depth: int | None = None,
     max_k: int = fmt.DEFAULT_MAX_K,
-    new_items: str = "content",
+    new_items: str = fmt.DEFAULT_NEW_ITEMS,
     new_item_bias: float | None = None,
 ) -> ExportResult:
     """`new_item_bias`: added to the content score of items without CF

@@ -100,6 +100,7 @@ DEFAULT_MAX_K = 1000  # the largest K genre_recommend answers
 # How items without CF signal are scored (export --new-items): "content", by
 # their content score alone plus a bias; "discounted", like every item (CF score 0).
 NEW_ITEM_RULES = ("content", "discounted")
+DEFAULT_NEW_ITEMS = "content"
 
 # The python-backend entry points: model.py imports the class from the package.
 STUB_MODULES = {
@@ -182,8 +183,7 @@ class Catalog:
                                    popularity=popularity)
 
     def save(self, version_dir: Path) -> None:
-        (version_dir / CATALOG_JSON).write_text(json.dumps({"format_version": FORMAT_VERSION, "ids": self.ids,
-                                                            "titles": self.titles}))
+        _write_json(version_dir / CATALOG_JSON, {"ids": self.ids, "titles": self.titles})
         np.save(version_dir / POPULARITY_NPY, np.asarray(self.popularity, np.float32))
         _write_json(version_dir / RECOMMEND_JSON, {
             "scenarios": self.scenarios, "max_history": self.max_history, "depth": self.depth,
@@ -212,7 +212,7 @@ class ItemTableFiles:
     item_cf: np.ndarray  # float32 [N, cf_dim]; the last column is recent popularity where the model has it
     item_ct: np.ndarray  # float32 [N, ct_dim]
     max_k: int
-    new_items: str = "content"
+    new_items: str = DEFAULT_NEW_ITEMS
     new_item_bias: float = 0.0
 
     def __post_init__(self) -> None:

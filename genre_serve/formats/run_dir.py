@@ -15,6 +15,10 @@ Format history (meta.json ``format_version``):
 2. ``format_version``; the recent-popularity buffer and weight are named
    ``items.recent_popularity`` and ``user.recent_popularity_weight`` (1:
    ``items.trend``, ``user.trend_weight``).
+
+A config field a run lacks reads today's default. A new setting that changes
+how a model trains therefore comes with a format bump and a migration that
+says how older runs were trained (as :func:`_migrate_v1` does).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from genre_serve.serving.recommend_logic import ItemTables, Request, answer, par
 
 class InProcessRecommender:
     def __init__(self, run: Run | str | Path, depth: int | None = None, max_k: int = fmt.DEFAULT_MAX_K,
-                 new_items: str = "content"):
+                 new_items: str = fmt.DEFAULT_NEW_ITEMS):
         self.run = run if isinstance(run, Run) else load_run(run)
         self.model = self.run.model.eval()
         self.catalog = catalog_of_run(self.run, depth or self.run.config.ranker_depth, max_k)

@@ -139,7 +139,7 @@ def cold_answer(catalog: Catalog, k: int) -> tuple[list[str], np.ndarray]:
 class ItemTables:
     """The two item tables of a version and their concatenation (the ranker's item side)."""
 
-    def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray, new_items: str = "content",
+    def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray, new_items: str = fmt.DEFAULT_NEW_ITEMS,
                  new_item_bias: float = 0.0):
         self.item_cf = np.ascontiguousarray(item_cf, dtype=np.float32)
         self.item_ct = np.ascontiguousarray(item_ct, dtype=np.float32)
