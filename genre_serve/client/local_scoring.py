@@ -11,6 +11,7 @@ stays free of it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ class LocalScorer:
         self.catalog = fmt.Catalog.load(repo / fmt.RECOMMEND / str(self.version))
         self.tables = ItemTables.load(repo / fmt.RETRIEVE / str(self.version))
 
-    def recommend(self, history, k: int = 10, scenario: str | None = None,
+    def recommend(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
                   alpha: float | None = None) -> tuple[list[str], np.ndarray]:
         """(item ids, scores), equal to GenreClient.recommend for the same version."""
         req = parse_python_request(self.catalog, history, k, scenario, alpha)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from genre_serve import _C
 from genre_serve.errors import CudaUnavailableError
 from genre_serve.kernels import cpu as _cpu
 from genre_serve.kernels._validate import (
+    Array,
     check_out,
     cross_problem,
     fused_problem,
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 
-def _backend(device: str, arrays: Sequence[Any]):
+def _backend(device: str, arrays: Sequence[Any]) -> ModuleType:
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: must be 'auto', 'cpu' or 'cuda', got {device!r}")
     on_gpu = any(is_device_array(a) for a in arrays if a is not None)
@@ -77,12 +79,12 @@ def _threads(num_threads: int | None) -> int:
 
 
 def fused_topk(
-    user_cf,
-    item_cf,
+    user_cf: Array,
+    item_cf: Array,
     k: int,
     *,
-    user_ct=None,
-    item_ct=None,
+    user_ct: Array | None = None,
+    item_ct: Array | None = None,
     alpha: float | np.ndarray = 1.0,
     exclude: Sequence[Any] | None = None,
     exclude_csr: tuple[Any, Any] | None = None,
@@ -128,11 +130,11 @@ def fused_topk(
 
 
 def cross_features(
-    user,
-    items,
-    candidates,
+    user: Array,
+    items: Array,
+    candidates: Array,
     *,
-    scores=None,
+    scores: Array | None = None,
     out: np.ndarray | None = None,
     device: str = "auto",
     num_threads: int | None = None,

@@ -14,6 +14,10 @@ from typing import Any
 
 import numpy as np
 
+# A float32 or integer array: numpy, or an object with __cuda_array_interface__
+# (torch/cupy tensors, genre_serve._C.DeviceArray). Checked here, so typed loosely.
+Array = Any
+
 
 def is_device_array(x: Any) -> bool:
     return hasattr(x, "__cuda_array_interface__")
@@ -192,7 +196,8 @@ class FusedProblem:
 
 
 def fused_problem(
-    user_cf, item_cf, k, user_ct, item_ct, alpha, exclude, exclude_csr, check_finite=False
+    user_cf: Array, item_cf: Array, k: int, user_ct: Array | None, item_ct: Array | None,
+    alpha: float | np.ndarray, exclude: Sequence[Any] | None, exclude_csr: Any, check_finite: bool = False,
 ) -> FusedProblem:
     ucf = float_matrix("user_cf", user_cf)
     icf = float_matrix("item_cf", item_cf)
@@ -257,7 +262,7 @@ class CrossProblem:
     dim: int
 
 
-def cross_problem(user, items, candidates, scores) -> CrossProblem:
+def cross_problem(user: Array, items: Array, candidates: Array, scores: Array | None) -> CrossProblem:
     u = float_matrix("user", user)
     it = float_matrix("items", items)
     if u.shape[1] != it.shape[1]:

@@ -4,6 +4,9 @@ the native code is tested against. Same arguments, same checks, same results
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from genre_serve.kernels._validate import (
@@ -15,8 +18,10 @@ from genre_serve.kernels._validate import (
 
 
 def fused_topk_reference(
-    user_cf, item_cf, k, *, user_ct=None, item_ct=None, alpha=1.0, exclude=None, exclude_csr=None
-):
+    user_cf: np.ndarray, item_cf: np.ndarray, k: int, *, user_ct: np.ndarray | None = None,
+    item_ct: np.ndarray | None = None, alpha: float | np.ndarray = 1.0, exclude: Sequence[Any] | None = None,
+    exclude_csr: tuple[Any, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Reference of :func:`genre_serve.kernels.fused_topk` (materialises B x N scores)."""
     problem = fused_problem(user_cf, item_cf, k, user_ct, item_ct, alpha, exclude, exclude_csr)
     return topk_of_problem(problem)
@@ -47,7 +52,8 @@ def topk_of_problem(p: FusedProblem) -> tuple[np.ndarray, np.ndarray]:
     return out_idx, out_score
 
 
-def cross_features_reference(user, items, candidates, *, scores=None, out=None):
+def cross_features_reference(user: np.ndarray, items: np.ndarray, candidates: np.ndarray, *,
+                             scores: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Reference of :func:`genre_serve.kernels.cross_features`."""
     p = cross_problem(user, items, candidates, scores)
     out = check_out(out, p.out_shape)
