@@ -100,11 +100,13 @@ def test_the_triton_stub_code_is_imported_by_nothing_outside_it():
         assert "triton_python_backend_utils" not in path.read_text(), path
 
 
-def _loaded_after(statement: str) -> list[str]:
-    """Modules of model code loaded by `statement` in a fresh interpreter, run
-    outside the checkout (so that the installed package is imported)."""
-    heavy = ["torch", "onnx", "onnxruntime", "transformers", "pandas", "genre_serve._C", "genre_serve.export",
-             "genre_serve.train", "genre_serve.models", "genre_serve.kernels", "genre_serve.serving"]
+MODEL_CODE = ["torch", "onnx", "onnxruntime", "transformers", "pandas", "genre_serve._C", "genre_serve.export",
+              "genre_serve.train", "genre_serve.models", "genre_serve.kernels", "genre_serve.serving"]
+
+
+def _loaded_after(statement: str, heavy: list[str] = MODEL_CODE) -> list[str]:
+    """Which of `heavy` `statement` loads in a fresh interpreter, run outside
+    the checkout (so that the installed package is imported)."""
     code = f"import sys\n{statement}\nprint(' '.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -123,3 +125,8 @@ def test_local_scorer_is_imported_on_demand():
 
 def test_the_repository_format_loads_no_model_code():
     assert _loaded_after("import genre_serve.formats.repository") == []
+
+
+def test_the_command_line_loads_model_code_only_for_the_command_that_needs_it():
+    heavy = ["torch", "onnx", "onnxruntime", "transformers", "pandas", "tritonclient", "genre_serve._C"]
+    assert _loaded_after("from genre_serve.cli import build_parser\nbuild_parser().format_help()", heavy) == []
