@@ -85,10 +85,9 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if dataclasses.is_dataclass(hints[f.name]):
                 continue
-            name = f"{ENV_PREFIX}{f.name.upper()}"
+            name, legacy = f"{ENV_PREFIX}{f.name.upper()}", f"{LEGACY_ENV_PREFIX}{f.name.upper()}"
             value = environ.get(name)
-            if value is None and f"{LEGACY_ENV_PREFIX}{f.name.upper()}" in environ:
-                legacy = f"{LEGACY_ENV_PREFIX}{f.name.upper()}"
+            if value is None and legacy in environ:
                 warnings.warn(f"{legacy} is deprecated: set {name} instead", FutureWarning, stacklevel=2)
                 name, value = legacy, environ[legacy]
             if value is not None:

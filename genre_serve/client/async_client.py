@@ -37,12 +37,11 @@ class AsyncGenreClient(ClientCore):
 
     async def _infer_result(self, model: str, arrays: Mapping[str, np.ndarray], outputs: Sequence[str],
                             version: int | None = None) -> Any:
-        inputs, requested = self.infer_inputs(arrays), self.requested_outputs(outputs)
-        kwargs = self.infer_kwargs(version)
+        inputs, kwargs = self.prepared_request(arrays, outputs, version)
         attempt = 0
         while True:
             try:
-                return await asyncio.wait_for(self._client.infer(model, inputs, outputs=requested, **kwargs),
+                return await asyncio.wait_for(self._client.infer(model, inputs, **kwargs),
                                               self.timeout_s)
             except asyncio.TimeoutError as e:
                 raise ClientTimeoutError(f"no answer within {self.timeout_s} s") from e

@@ -55,9 +55,8 @@ class GenreClient(ClientCore):
 
     def _infer_result(self, model: str, arrays: Mapping[str, np.ndarray], outputs: Sequence[str],
                       version: int | None = None) -> Any:
-        inputs, requested = self.infer_inputs(arrays), self.requested_outputs(outputs)
-        kwargs = self.infer_kwargs(version)
-        return self._with_retries(lambda: self._client.infer(model, inputs, outputs=requested, **kwargs))
+        inputs, kwargs = self.prepared_request(arrays, outputs, version)
+        return self._with_retries(lambda: self._client.infer(model, inputs, **kwargs))
 
     # -- API --------------------------------------------------------------
     def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],

@@ -128,17 +128,15 @@ class ClientCore:
         self.retried += 1
         return float(self.backoff_s * (2**attempt))
 
-    def infer_inputs(self, arrays: Mapping[str, np.ndarray]) -> list[Any]:
-        return infer_inputs(self._module, named_tensors(arrays))
-
-    def requested_outputs(self, names: Sequence[str]) -> list[Any]:
-        return [self._module.InferRequestedOutput(n) for n in names]
-
-    def infer_kwargs(self, version: int | None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {} if version is None else {"model_version": str(version)}
+    def prepared_request(self, arrays: Mapping[str, np.ndarray], outputs: Sequence[str],
+                         version: int | None) -> tuple[list[Any], dict[str, Any]]:
+        """tritonclient's `inputs` and the keyword arguments of its `infer` (outputs, version, timeout)."""
+        kwargs: dict[str, Any] = {"outputs": [self._module.InferRequestedOutput(n) for n in outputs]}
+        if version is not None:
+            kwargs["model_version"] = str(version)
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout_s
-        return kwargs
+        return infer_inputs(self._module, named_tensors(arrays)), kwargs
 
 
 # (name, Triton datatype, value) of each input tensor; the shape is the value's.

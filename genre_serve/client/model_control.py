@@ -7,14 +7,14 @@ one is ready."""
 from __future__ import annotations
 
 from genre_serve.client.core import classify, protocol_module
-from genre_serve.formats.repository import LOAD_ORDER
+from genre_serve.formats.repository import MODELS
 
 
 def load_latest(url: str, protocol: str = "http") -> None:
     """Loads the repository's newest version into the server at `url`."""
     client = protocol_module(protocol).InferenceServerClient(url)
     try:
-        for model in LOAD_ORDER:
+        for model in MODELS:  # dependencies first
             try:
                 client.load_model(model)
             except Exception as e:  # noqa: BLE001 - classified

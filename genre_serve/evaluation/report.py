@@ -22,10 +22,6 @@ class MethodRow:
     ndcg10_ci95: Interval  # bootstrap over the users
     ndcg10_vs_most_popular_ci95: Interval  # the ratio's, paired
 
-    @property
-    def ndcg10(self) -> float:
-        return self.metrics["NDCG@10"]
-
     def to_dict(self) -> dict[str, Any]:
         return {**self.metrics, "NDCG@10 / most-popular": self.ndcg10_vs_most_popular,
                 "NDCG@10 ci95": self.ndcg10_ci95, "NDCG@10 / most-popular ci95": self.ndcg10_vs_most_popular_ci95}

@@ -46,13 +46,13 @@ USER_TOWER = "genre_user_tower"
 RETRIEVE = "genre_retrieve"
 RANKER = "genre_ranker"
 RECOMMEND = "genre_recommend"
+# Dependencies first, the order versions are published and loaded in: a
+# server loading versions as they appear finds the models genre_recommend
+# calls before genre_recommend itself.
 MODELS = (ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND)
 PYTHON_MODELS = (RETRIEVE, RECOMMEND)
 # The models clients call (the others are called by genre_recommend).
 ENTRY_MODELS = (RECOMMEND, ITEM_TOWER)
-# Dependencies first: a server loading versions as they appear finds the
-# models genre_recommend calls before genre_recommend itself.
-LOAD_ORDER = (ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND)
 
 # -- tensors (UPPER_SNAKE, identical in ONNX, config.pbtxt and every caller) ---
 HISTORY, K, SCENARIO, ALPHA = "HISTORY", "K", "SCENARIO", "ALPHA"
@@ -296,7 +296,7 @@ def staged_version(repository: Path, version: int, copy_from: int | None = None)
             else:
                 shutil.copytree(repository / m / str(copy_from), folder)
         yield staging
-        for m in LOAD_ORDER:
+        for m in MODELS:  # dependencies first
             staging[m].rename(repository / m / str(version))
     finally:
         for folder in staging.values():

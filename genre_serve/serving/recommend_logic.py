@@ -157,16 +157,26 @@ class ItemTables:
         rule and bias it was exported with."""
         return cls.of_files(fmt.ItemTableFiles.load(version_dir))
 
+    def retrieve(self, u_cf: np.ndarray, u_ct: np.ndarray, alpha: np.ndarray, excludes: list[np.ndarray],
+                 depth: int, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each user's fused top-`depth` (their `excludes` never in it; items
+        without CF signal by content alone, plus the bias) and the ranker's
+        cross features: indices [B, d], scores [B, d] (-1 / -inf padded) and
+        features [B, d, F] (zero on padding), in one pass for the batch."""
+        idx, scores = fused_topk_with_new_items(u_cf, u_ct, np.asarray(alpha, np.float32).reshape(-1),
+                                                self.item_cf, self.item_ct, depth, excludes, self.new_items,
+                                                num_threads=num_threads)
+        safe = np.where(idx >= 0, scores, 0).astype(np.float32)
+        feats = cross_features(np.concatenate([u_cf, u_ct], 1), self.items_cat, idx, scores=safe,
+                               num_threads=num_threads)
+        return idx, scores, feats
+
     def candidates(self, u_cf: np.ndarray, u_ct: np.ndarray, alpha: np.ndarray, exclude: np.ndarray,
                    depth: int) -> Candidates:
-        """One user's fused top-`depth` (excluded items never in it; items
-        without CF signal by content alone, plus the bias) and the ranker's cross features."""
-        idx, scores = fused_topk_with_new_items(u_cf, u_ct, np.asarray(alpha, np.float32).reshape(-1),
-                                                self.item_cf, self.item_ct, depth, [exclude], self.new_items)
+        """One user's retrieve(), without the padding."""
+        idx, _, feats = self.retrieve(u_cf, u_ct, alpha, [exclude], depth)
         n = int((idx[0] >= 0).sum())
-        idx, scores = idx[:, :n], scores[:, :n]
-        feats = cross_features(np.concatenate([u_cf, u_ct], 1), self.items_cat, idx, scores=scores)
-        return Candidates(idx[0], feats)
+        return Candidates(idx[0, :n], np.ascontiguousarray(feats[:, :n]))
 
 
 def final_order(catalog: Catalog, candidates: np.ndarray, logits: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:

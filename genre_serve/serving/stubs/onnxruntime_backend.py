@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
-from genre_serve.serving.stubs.responses import error_response
+from genre_serve.formats.repository import MODEL_ONNX
+from genre_serve.serving.stubs.responses import error_response, required_input, tensor_response
 
 
 class TritonPythonModel:
@@ -29,7 +29,7 @@ class TritonPythonModel:
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = [o["name"] for o in config["output"]]
         self.batched = config.get("max_batch_size", 0) > 0
-        path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+        path = Path(args["model_repository"]) / args["model_version"] / MODEL_ONNX
         options = ort.SessionOptions()
         # Parallelism comes from instances and batching; one thread per session
         # keeps instances from fighting over the cores.
@@ -78,16 +78,11 @@ class TritonPythonModel:
     def _inputs_of(self, request) -> dict:
         feed = {}
         for name in self.inputs:
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                raise ValueError(f"missing input {name}")
-            feed[name] = tensor.as_numpy().astype(self.dtypes[name], copy=False)
+            feed[name] = required_input(request, name).astype(self.dtypes[name], copy=False)
         return feed
 
     def _response(self, outputs):
-        return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(n, np.ascontiguousarray(o)) for n, o in zip(self.outputs, outputs)]
-        )
+        return tensor_response({n: np.ascontiguousarray(o) for n, o in zip(self.outputs, outputs)})
 
 
 def _numpy_dtype(onnx_type: str):

@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from genre_serve.formats import repository as fmt
-from genre_serve.kernels import cross_features
-from genre_serve.retrieval import fused_topk_with_new_items
 from genre_serve.serving.recommend_logic import ItemTables
 from genre_serve.serving.stubs.responses import error_response, required_input, tensor_response
 
@@ -51,15 +49,10 @@ class TritonPythonModel:
                 responses[r] = error_response(str(e))
         if parsed:
             reqs = [p for _, p in parsed]
-            u_cf = np.concatenate([p.u_cf for p in reqs])
-            u_ct = np.concatenate([p.u_ct for p in reqs])
-            alpha = np.concatenate([p.alpha for p in reqs])
-            t = self.tables
-            idx, scores = fused_topk_with_new_items(u_cf, u_ct, alpha, t.item_cf, t.item_ct, max(p.k for p in reqs),
-                                                    [p.exclude for p in reqs], t.new_items, num_threads=1)
-            user_cat = np.concatenate([u_cf, u_ct], 1)
-            safe = np.where(idx >= 0, scores, 0).astype(np.float32)
-            feats = cross_features(user_cat, t.items_cat, idx, scores=safe, num_threads=1)
+            idx, scores, feats = self.tables.retrieve(
+                np.concatenate([p.u_cf for p in reqs]), np.concatenate([p.u_ct for p in reqs]),
+                np.concatenate([p.alpha for p in reqs]), [p.exclude for p in reqs], max(p.k for p in reqs),
+                num_threads=1)
             for row, (r, p) in enumerate(parsed):
                 n = int(min(p.k, (idx[row] >= 0).sum()))
                 responses[r] = tensor_response({
