@@ -54,8 +54,15 @@ class NewItems:
         self.bias = float(bias)
         self.index = items_without_cf(item_cf)
         self.item_ct = np.ascontiguousarray(item_ct[self.index], dtype=np.float32)
-        self.position = np.full(item_cf.shape[0], -1, np.int64)
-        self.position[self.index] = np.arange(self.index.size)
+
+    def positions(self, items: np.ndarray) -> np.ndarray:
+        """Positions among the new items of those of `items` that are new
+        (binary search: no per-catalog array per process)."""
+        items = np.asarray(items, np.int64)
+        if not self.index.size or not items.size:
+            return np.zeros(0, np.int64)
+        pos = np.minimum(np.searchsorted(self.index, items), self.index.size - 1)
+        return pos[self.index[pos] == items]
 
     def __len__(self) -> int:
         return int(self.index.size)
@@ -74,8 +81,7 @@ def fused_topk_with_new_items(u_cf, u_ct, alpha, item_cf, item_ct, k: int, exclu
     warm_idx, warm_scores = fused_topk(u_cf, item_cf, k, user_ct=u_ct, item_ct=item_ct, alpha=alpha,
                                        exclude=[np.concatenate([e, new_items.index]) for e in exclude],
                                        **kwargs)
-    positions = [new_items.position[e] for e in exclude]
-    new_exclude = [p[p >= 0] for p in positions]
+    new_exclude = [new_items.positions(e) for e in exclude]
     new_idx, new_scores = fused_topk(np.ascontiguousarray(u_ct, dtype=np.float32), new_items.item_ct,
                                      min(k, len(new_items)), exclude=new_exclude, **kwargs)
     new_scores = new_scores + np.float32(new_items.bias)

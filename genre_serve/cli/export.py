@@ -21,9 +21,22 @@ def register(commands: Subparsers) -> None:
     _add_keep_versions(x)
     x.add_argument("--max-batch-size", type=int, default=SERVING.max_batch_size)
     x.add_argument("--max-queue-delay-us", type=int, default=SERVING.max_queue_delay_us)
-    x.add_argument("--instances", type=int, default=SERVING.instances, help="instances of each batched model")
-    x.add_argument("--recommend-instances", type=int, default=SERVING.recommend_instances,
-                   help="instances of genre_recommend")
+    x.add_argument("--instances", type=int, default=SERVING.instances,
+                   help="instances of the item tower and of each standalone model (default: %(default)s)")
+    x.add_argument("--cpus", type=int, default=None,
+                   help="CPUs the server may use, for the instance rule (default: what this machine gives the "
+                        "process: its cgroup quota or CPU affinity)")
+    x.add_argument("--recommend-instances", type=int, default=None,
+                   help="instances of genre_recommend (default: one per CPU)")
+    x.add_argument("--batch-instances", type=int, default=None,
+                   help="instances of genre_recommend_batch (default: one per CPU)")
+    x.add_argument("--ort-threads", default=SERVING.ort_threads,
+                   help="onnxruntime intra-op threads per entry-point instance (default: %(default)s, i.e. 1)")
+    x.add_argument("--kernel-threads", default=SERVING.kernel_threads,
+                   help="fused_topk/cross_features threads per entry-point instance (default: %(default)s, i.e. 1)")
+    x.add_argument("--standalone-models", action="store_true",
+                   help="also serve genre_user_tower, genre_retrieve and genre_ranker, for clients that run their "
+                        "own pipeline (LocalScorer); genre_recommend never calls them")
     x.add_argument("--max-queue-size", type=int, default=SERVING.max_queue_size,
                    help="genre_recommend/genre_item_tower reject requests past this many waiting (0: unbounded; "
                         "default: %(default)s)")
@@ -74,17 +87,30 @@ def _add_url(p) -> None:
 
 def cmd_export(args) -> int:
     from genre_serve.export.repository import export_run
+    from genre_serve.formats.resources import KERNEL_THREADS, ORT_THREADS, check_thread_value
 
+    for flag, value in (("--cpus", args.cpus), ("--recommend-instances", args.recommend_instances),
+                        ("--batch-instances", args.batch_instances), ("--instances", args.instances),
+                        ("--max-batch-size", args.max_batch_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag}: must be at least 1, got {value}")
+    try:
+        ort_threads = check_thread_value(args.ort_threads, ORT_THREADS)
+        kernel_threads = check_thread_value(args.kernel_threads, KERNEL_THREADS)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     serving = ServingConfig(
         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
         instances=args.instances, recommend_instances=args.recommend_instances,
-        kind="KIND_GPU" if args.gpu else SERVING.kind, max_queue_size=args.max_queue_size,
-        queue_timeout_us=args.queue_timeout_us,
+        batch_instances=args.batch_instances, cpus=args.cpus, ort_threads=ort_threads,
+        kernel_threads=kernel_threads, kind="KIND_GPU" if args.gpu else SERVING.kind,
+        max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
     )
     if args.max_k < 1:
         raise UsageError("--max-k: must be at least 1")
     result = export_run(args.run_dir, args.model_repository, args.version, serving, args.keep_versions,
-                        max_k=args.max_k, new_items=args.new_items, new_item_bias=args.new_item_bias)
+                        max_k=args.max_k, new_items=args.new_items, new_item_bias=args.new_item_bias,
+                        standalone_models=args.standalone_models)
     diffs = ", ".join(f"{m} {d:.1e}" for m, d in result.max_abs_diff.items())
     print(f"exported version {result.version} to {result.repository} (onnxruntime vs PyTorch max |diff|: {diffs})")
     if result.removed_versions:

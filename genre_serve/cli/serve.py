@@ -44,6 +44,9 @@ def register(commands: Subparsers) -> None:
     lt.add_argument("--json", type=Path, help="write the results here")
     lt.add_argument("--plot", type=Path, help="write a PNG of latency and throughput against concurrency")
     lt.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+    lt.add_argument("--batched", action="store_true",
+                    help="send the requests to genre_recommend_batch (one user each, batched by the server) "
+                         "instead of genre_recommend")
     lt.set_defaults(handler=cmd_loadtest)
 
 
@@ -104,17 +107,19 @@ def cmd_loadtest(args) -> int:
         raise UsageError(f"--concurrency: integers separated by commas, got {args.concurrency!r}") from None
     histories = sweep.load_histories(args.histories) if args.histories else sweep.histories_from_run(args.from_run)
     metrics = args.metrics_url or f"http://{args.url.rsplit(':', 1)[0]}:{DEFAULT_METRICS_PORT}/metrics"
-    print(f"load test of {args.url} ({args.protocol}): {len(histories)} histories, k={args.k}, "
+    model = "genre_recommend_batch" if args.batched else "genre_recommend"
+    print(f"load test of {model} at {args.url} ({args.protocol}): {len(histories)} histories, k={args.k}, "
           f"{args.duration_s:.0f} s per level")
     print(sweep.HEADER)
     results = sweep.run_sweep(args.url, histories, levels, args.duration_s, args.protocol, args.k,
-                              args.timeout_s, metrics, args.allow_remote)
+                              args.timeout_s, metrics, args.allow_remote, batched=args.batched)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        doc = sweep.to_json(results, url=args.url, protocol=args.protocol, k=args.k, duration_s=args.duration_s)
+        doc = sweep.to_json(results, url=args.url, protocol=args.protocol, k=args.k, duration_s=args.duration_s,
+                            model=model)
         args.json.write_text(json.dumps(doc, indent=2))
         print(f"wrote {args.json}")
     if args.plot:
-        sweep.plot(results, args.plot, f"genre_recommend ({args.protocol}), closed loop")
+        sweep.plot(results, args.plot, f"{model} ({args.protocol}), closed loop")
         print(f"wrote {args.plot}")
     return EXIT_OK if all(not r.errors for r in results) else EXIT_FAILURE

@@ -11,14 +11,19 @@ from typing import Any
 import numpy as np
 
 from genre_serve.client.core import (
+    BATCH_USERS,
     RECOMMEND_OUTPUTS,
     ClientCore,
     Recommendation,
+    chunks,
     classify,
+    parse_batch_recommendations,
     parse_recommendations,
     recommend_arrays,
+    recommend_batch_arrays,
 )
 from genre_serve.errors import ClientTimeoutError
+from genre_serve.formats import repository as fmt
 
 
 class AsyncGenreClient(ClientCore):
@@ -65,9 +70,23 @@ class AsyncGenreClient(ClientCore):
                                           RECOMMEND_OUTPUTS)
         return parse_recommendations(result)
 
-    async def recommend_many(self, histories: Iterable[Sequence[str]], k: int = 10,
-                             scenario: str | None = None, alpha: float | None = None) -> list[list[Recommendation]]:
+    async def recommend_many(self, histories: Iterable[Sequence[str]], k: int = 10, scenario: str | None = None,
+                             alpha: float | None = None, batched: bool = False) -> list[list[Recommendation]]:
+        """GenreClient.recommend_many, awaitable: all requests at once."""
+        histories = list(histories)
+        if batched:
+            parts = await asyncio.gather(*(self.recommend_batch(chunk, k, scenario, alpha)
+                                           for chunk in chunks(histories, BATCH_USERS)))
+            return [answer for part in parts for answer in part]
         return list(await asyncio.gather(*(self.recommend(h, k, scenario, alpha) for h in histories)))
+
+    async def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, scenario: str | None = None,
+                              alpha: float | None = None) -> list[list[Recommendation]]:
+        """GenreClient.recommend_batch, awaitable."""
+        result = await self._infer_result(fmt.RECOMMEND_BATCH,
+                                          recommend_batch_arrays(list(histories), k, scenario, alpha),
+                                          RECOMMEND_OUTPUTS)
+        return parse_batch_recommendations(result)
 
     async def is_ready(self) -> bool:
         try:

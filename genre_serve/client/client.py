@@ -6,6 +6,7 @@ Settings, the retry policy and the typed errors are in
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,13 +15,17 @@ from typing import Any, TypeVar
 import numpy as np
 
 from genre_serve.client.core import (
+    BATCH_USERS,
     RECOMMEND_OUTPUTS,
     ClientCore,
     Recommendation,
     answered_version,
+    chunks,
     classify,
+    parse_batch_recommendations,
     parse_recommendations,
     recommend_arrays,
+    recommend_batch_arrays,
 )
 from genre_serve.errors import ClientTimeoutError
 from genre_serve.formats import repository as fmt
@@ -79,11 +84,46 @@ class GenreClient(ClientCore):
         return parse_recommendations(result), answered_version(result)
 
     def recommend_many(self, histories: Iterable[Sequence[str]], k: int = 10, scenario: str | None = None,
-                       alpha: float | None = None, max_workers: int = 8) -> list[list[Recommendation]]:
-        """Several users, sent concurrently; answers in input order."""
+                       alpha: float | None = None, max_workers: int = 8,
+                       batched: bool = False) -> list[list[Recommendation]]:
+        """Several users; answers in input order. Default: one genre_recommend
+        request per user, `max_workers` at a time. `batched`: genre_recommend_batch,
+        up to BATCH_USERS users per request (one user-tower run, one catalog
+        pass and one ranker run for them all on the server); the answers are the same."""
         histories = list(histories)
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(histories) or 1))) as pool:
-            return list(pool.map(lambda h: self.recommend(h, k, scenario, alpha), histories))
+        if batched:
+            return [answer for chunk in chunks(histories, BATCH_USERS)
+                    for answer in self.recommend_batch(chunk, k, scenario, alpha)]
+        # One connection per worker thread: tritonclient's HTTP client (gevent)
+        # must not be used from a thread other than the one it was made in.
+        local, made = threading.local(), []
+
+        def one(history: Sequence[str]) -> list[Recommendation]:
+            if not hasattr(local, "client"):
+                local.client = self.sibling()
+                made.append(local.client)
+            return local.client.recommend(history, k, scenario, alpha)
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(histories) or 1))) as pool:
+                return list(pool.map(one, histories))
+        finally:
+            for client in made:
+                self.retried += client.retried
+                client.close()
+
+    def sibling(self) -> GenreClient:
+        """A new client with this one's settings (its own connection)."""
+        return GenreClient(self.url, self.protocol, self.timeout_s, self.retries, self.backoff_s, self.model,
+                           self.retry_overloaded)
+
+    def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, scenario: str | None = None,
+                        alpha: float | None = None) -> list[list[Recommendation]]:
+        """One genre_recommend_batch request for several users (at most the
+        model's max_batch_size, 64 by default): a list of answers in input order."""
+        result = self._infer_result(fmt.RECOMMEND_BATCH, recommend_batch_arrays(list(histories), k, scenario, alpha),
+                                    RECOMMEND_OUTPUTS)
+        return parse_batch_recommendations(result)
 
     def embed_items(self, texts: Sequence[str], tokenizer: str | None = None,
                     max_length: int = DEFAULT_MAX_LENGTH) -> np.ndarray:

@@ -177,13 +177,53 @@ def recommend_arrays(history: Sequence[str], k: int, scenario: str | None,
 
 
 RECOMMEND_OUTPUTS = (fmt.ITEM_IDS, fmt.SCORES)
+# Users per genre_recommend_batch request: its max_batch_size as exported by default.
+BATCH_USERS = 64
+
+
+def recommend_batch_arrays(histories: Sequence[Sequence[str]], k: int, scenario: str | None,
+                           alpha: float | None) -> dict[str, np.ndarray]:
+    """The genre_recommend_batch request tensors for several users: HISTORY
+    [b, n] (shorter histories padded with empty ids, which no catalog has),
+    K, SCENARIO and ALPHA [b, 1]."""
+    rows = [recommend_arrays(h, k, scenario, alpha) for h in histories]
+    if not rows:
+        raise ValueError("histories: at least one user")
+    width = max(1, max(r[fmt.HISTORY].size for r in rows))
+    history = np.full((len(rows), width), b"", dtype=np.object_)
+    for b, r in enumerate(rows):
+        history[b, : r[fmt.HISTORY].size] = r[fmt.HISTORY]
+    arrays = {fmt.HISTORY: history}
+    for name in (fmt.K, fmt.SCENARIO, fmt.ALPHA):
+        if name in rows[0]:
+            arrays[name] = np.stack([r[name] for r in rows])
+    return arrays
+
+
+def parse_batch_recommendations(result: Any) -> list[list[Recommendation]]:
+    """genre_recommend_batch's answer, one list per user (the padding dropped)."""
+    ids = result.as_numpy(fmt.ITEM_IDS)
+    scores = result.as_numpy(fmt.SCORES)
+    if ids is None or scores is None:
+        raise ClientError(f"{fmt.RECOMMEND_BATCH} answered without {fmt.ITEM_IDS}/{fmt.SCORES}")
+    ids, scores = ids.reshape(ids.shape[0], -1), scores.reshape(scores.shape[0], -1)
+    return [[Recommendation(i.decode("utf-8") if isinstance(i, bytes) else str(i), float(s))
+             for i, s in zip(row_ids, row_scores, strict=True) if i not in (b"", "")]
+            for row_ids, row_scores in zip(ids, scores, strict=True)]
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def recommend_request(module: ModuleType, history: Sequence[str], k: int, scenario: str | None = None,
-                      alpha: float | None = None) -> tuple[list[Any], list[Any]]:
-    """tritonclient inputs and requested outputs of one genre_recommend request,
-    for callers with a tritonclient client of their own (the load tests)."""
-    inputs = infer_inputs(module, named_tensors(recommend_arrays(history, k, scenario, alpha)))
+                      alpha: float | None = None, batched: bool = False) -> tuple[list[Any], list[Any]]:
+    """tritonclient inputs and requested outputs of one genre_recommend request
+    (`batched`: of a one-user genre_recommend_batch request), for callers with
+    a tritonclient client of their own (the load tests)."""
+    arrays = (recommend_batch_arrays([history], k, scenario, alpha) if batched
+              else recommend_arrays(history, k, scenario, alpha))
+    inputs = infer_inputs(module, named_tensors(arrays))
     return inputs, [module.InferRequestedOutput(n) for n in RECOMMEND_OUTPUTS]
 
 

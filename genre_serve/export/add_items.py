@@ -4,8 +4,9 @@ catalog as a new version of every model.
 Their content vectors come from the exported item tower (onnxruntime, the
 same graph the server runs); their CF vectors are zero (no interactions, no
 collaborative signal), so they are found through content until retraining.
-The user tower's frozen item tables get the new rows too, so the new items
-also work inside histories.
+genre_recommend reads history items from the same tables, so the new items
+also work inside histories (and the standalone user tower, where exported,
+gets the rows in its frozen tables).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _append_rows(onnx_path: Path, rows: dict[str, np.ndarray]) -> None:
             found.add(init.name)
     if found != set(rows):
         raise ExportError(f"{onnx_path}: tables {sorted(set(rows) - found)} not found in the graph")
-    onnx.save(model, str(onnx_path))
+    fmt.replace_file(onnx_path, lambda tmp: onnx.save(model, str(tmp)))  # never in place: a hard link
 
 
 def add_items(target: str | Path, items_file: str | Path,
@@ -76,15 +77,16 @@ def add_items(target: str | Path, items_file: str | Path,
     added = []
 
     def edit(src: dict[str, Path], staging: dict[str, Path]) -> None:
-        catalog = fmt.Catalog.load(src[fmt.RECOMMEND])
-        ids, titles, texts = read_new_items(items_file, set(catalog.ids))
+        catalog = fmt.Catalog.load(src[fmt.RECOMMEND], titles=True)
+        ids, titles, texts = read_new_items(items_file, set(catalog.ids.tolist()))
         item_ct_new = embed_with_item_tower(src[fmt.ITEM_TOWER], texts)
-        tables = fmt.ItemTableFiles.load(src[fmt.RETRIEVE])
+        tables = fmt.ItemTableFiles.load(src[fmt.RECOMMEND])
         # No interactions: no CF vector, no bias, no recent popularity.
         item_cf_new = np.zeros((len(ids), tables.item_cf.shape[1]), np.float32)
         tables.with_tables(np.concatenate([tables.item_cf, item_cf_new]),
-                           np.concatenate([tables.item_ct, item_ct_new])).save(staging[fmt.RETRIEVE])
-        _append_rows(staging[fmt.USER_TOWER] / fmt.MODEL_ONNX, {"cf_table": item_cf_new, "ct_table": item_ct_new})
+                           np.concatenate([tables.item_ct, item_ct_new])).save(staging[fmt.RECOMMEND])
+        if fmt.USER_TOWER in staging:
+            _append_rows(staging[fmt.USER_TOWER] / fmt.MODEL_ONNX, {"cf_table": item_cf_new, "ct_table": item_ct_new})
         catalog.with_items(ids, titles).save(staging[fmt.RECOMMEND])
         added.extend(ids)
 

@@ -8,7 +8,16 @@ from tritonclient.grpc import model_config_pb2
 
 from genre_serve.export.serving_config import ServingConfig
 from genre_serve.formats import repository as fmt
-from genre_serve.formats.repository import ENTRY_MODELS, ITEM_TOWER, RANKER, RECOMMEND, RETRIEVE, USER_TOWER
+from genre_serve.formats.repository import (
+    ENTRY_MODELS,
+    ITEM_TOWER,
+    RANKER,
+    RECOMMEND,
+    RECOMMEND_BATCH,
+    RETRIEVE,
+    USER_TOWER,
+)
+from genre_serve.formats.resources import KERNEL_THREADS, ORT_THREADS, check_thread_value
 
 
 def _tensor(name: str, dtype: str, dims: list[int], **extra) -> dict:
@@ -16,10 +25,9 @@ def _tensor(name: str, dtype: str, dims: list[int], **extra) -> dict:
 
 
 def _common(name: str, cfg: ServingConfig, backend: str, max_batch: int, instances: int) -> dict:
-    # The models behind genre_recommend keep one version more loaded: during a
-    # rollout, requests still running on the old genre_recommend call the old
-    # versions of the others, which must not be unloaded under them.
-    versions = cfg.num_versions if name == RECOMMEND else cfg.num_versions + 1
+    # No model calls another (genre_recommend answers from its own folder), so
+    # every model serves the same latest N versions.
+    versions = cfg.num_versions
     doc = {
         "name": name,
         "backend": backend,
@@ -28,9 +36,9 @@ def _common(name: str, cfg: ServingConfig, backend: str, max_batch: int, instanc
         "version_policy": {"latest": {"num_versions": versions}},
     }
     batching = {"max_queue_delay_microseconds": cfg.max_queue_delay_us} if max_batch > 0 else {}
-    # Only the entry models get a bounded queue: the others are called by
-    # genre_recommend, whose instance count already bounds their load, and a
-    # rejection inside a request would waste the work already done for it.
+    # The entry models get a bounded queue. The standalone models are called
+    # by clients' own pipelines, one step of a request each: a rejection in
+    # the middle would waste the steps already done, so they queue unbounded.
     if name in ENTRY_MODELS:
         policy = queue_policy(cfg)
         if policy:
@@ -54,14 +62,40 @@ def queue_policy(cfg: ServingConfig) -> dict:
     return policy
 
 
-def config_dicts(cfg: ServingConfig, cf_dim: int, ct_dim: int, max_history: int) -> dict[str, dict]:
+def _recommend_tensors(batched: bool) -> dict:
+    # With a batch dimension, HISTORY rows of any length batch together (ragged).
+    ragged = {"allow_ragged_batch": True} if batched else {}
+    return {
+        "input": [
+            _tensor(fmt.HISTORY, "TYPE_STRING", [-1], **ragged),
+            _tensor(fmt.K, "TYPE_INT32", [1]),
+            _tensor(fmt.SCENARIO, "TYPE_STRING", [1], optional=True),
+            _tensor(fmt.ALPHA, "TYPE_FP32", [1], optional=True),
+        ],
+        "output": [_tensor(fmt.ITEM_IDS, "TYPE_STRING", [-1]), _tensor(fmt.SCORES, "TYPE_FP32", [-1])],
+    }
+
+
+def _thread_parameters(cfg: ServingConfig) -> dict:
+    return {"parameters": {ORT_THREADS: {"string_value": check_thread_value(cfg.ort_threads, ORT_THREADS)},
+                           KERNEL_THREADS: {"string_value": check_thread_value(cfg.kernel_threads,
+                                                                               KERNEL_THREADS)}}}
+
+
+def config_dicts(cfg: ServingConfig, cf_dim: int, ct_dim: int, max_history: int,
+                 models: tuple[str, ...] = fmt.DEFAULT_MODELS) -> dict[str, dict]:
+    """config.pbtxt of each of `models` as a dict."""
     features = 4 * (cf_dim + ct_dim) + 1
     mb = cfg.max_batch_size
-    item_tower = _common(ITEM_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
+    if mb < 1:
+        raise ValueError(f"max_batch_size must be at least 1, got {mb}")
+    recommend_instances, batch_instances = cfg.instance_counts()
+    docs = {}
+    docs[ITEM_TOWER] = _common(ITEM_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
         "input": [_tensor(fmt.INPUT_IDS, "TYPE_INT64", [-1]), _tensor(fmt.ATTENTION_MASK, "TYPE_INT64", [-1])],
         "output": [_tensor(fmt.ITEM_CT, "TYPE_FP32", [ct_dim])],
     }
-    user_tower = _common(USER_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
+    docs[USER_TOWER] = _common(USER_TOWER, cfg, "onnxruntime", mb, cfg.instances) | {
         "input": [
             _tensor(fmt.HISTORY, "TYPE_INT64", [max_history]),
             _tensor(fmt.LENGTHS, "TYPE_INT64", [1]),
@@ -73,11 +107,7 @@ def config_dicts(cfg: ServingConfig, cf_dim: int, ct_dim: int, max_history: int)
             _tensor(fmt.ALPHA, "TYPE_FP32", [1]),
         ],
     }
-    ranker = _common(RANKER, cfg, "onnxruntime", mb, cfg.instances) | {
-        "input": [_tensor(fmt.FEATURES, "TYPE_FP32", [-1, features])],
-        "output": [_tensor(fmt.LOGITS, "TYPE_FP32", [-1])],
-    }
-    retrieve = _common(RETRIEVE, cfg, "python", mb, cfg.instances) | {
+    docs[RETRIEVE] = _common(RETRIEVE, cfg, "python", mb, cfg.instances) | {
         "input": [
             _tensor(fmt.U_CF, "TYPE_FP32", [cf_dim]),
             _tensor(fmt.U_CT, "TYPE_FP32", [ct_dim]),
@@ -92,16 +122,15 @@ def config_dicts(cfg: ServingConfig, cf_dim: int, ct_dim: int, max_history: int)
             _tensor(fmt.FEATURES, "TYPE_FP32", [-1, features]),
         ],
     }
-    recommend = _common(RECOMMEND, cfg, "python", 0, cfg.recommend_instances) | {
-        "input": [
-            _tensor(fmt.HISTORY, "TYPE_STRING", [-1]),
-            _tensor(fmt.K, "TYPE_INT32", [1]),
-            _tensor(fmt.SCENARIO, "TYPE_STRING", [1], optional=True),
-            _tensor(fmt.ALPHA, "TYPE_FP32", [1], optional=True),
-        ],
-        "output": [_tensor(fmt.ITEM_IDS, "TYPE_STRING", [-1]), _tensor(fmt.SCORES, "TYPE_FP32", [-1])],
+    docs[RANKER] = _common(RANKER, cfg, "onnxruntime", mb, cfg.instances) | {
+        "input": [_tensor(fmt.FEATURES, "TYPE_FP32", [-1, features])],
+        "output": [_tensor(fmt.LOGITS, "TYPE_FP32", [-1])],
     }
-    return {ITEM_TOWER: item_tower, USER_TOWER: user_tower, RETRIEVE: retrieve, RANKER: ranker, RECOMMEND: recommend}
+    docs[RECOMMEND] = (_common(RECOMMEND, cfg, "python", 0, recommend_instances) | _recommend_tensors(False)
+                       | _thread_parameters(cfg))
+    docs[RECOMMEND_BATCH] = (_common(RECOMMEND_BATCH, cfg, "python", mb, batch_instances)
+                             | _recommend_tensors(True) | _thread_parameters(cfg))
+    return {m: docs[m] for m in fmt.MODELS if m in models}
 
 
 def to_pbtxt(doc: dict) -> str:

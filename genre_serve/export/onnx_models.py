@@ -1,4 +1,4 @@
-"""The three ONNX models of the serving repository, their export, and the
+"""The ONNX models of the serving repository, their export, and the
 post-export checks (onnx.checker and onnxruntime == PyTorch on random inputs
 of several shapes, so that dynamic axes really are dynamic).
 
@@ -80,6 +80,35 @@ class UserTowerExport(nn.Module):
         return u_cf, u_ct, torch.sigmoid(self.alpha_logit[scen]).unsqueeze(1)
 
 
+class UserEncoderExport(nn.Module):
+    """genre_recommend's user encoder: the history's item vectors (rows of the
+    served item tables, right-aligned, the last LENGTHS rows valid) and the
+    scenario -> U_CF, U_CT and the scenario's ALPHA.
+
+    Unlike UserTowerExport it holds no item table: genre_recommend gathers the
+    rows from the memory-mapped tables it scores anyway, so the tables exist
+    once per machine however many instances run, and add-items or
+    refresh-popularity never touch this graph. Rows outside the valid tail
+    are ignored (masked); a scenario index outside the table is clamped.
+    """
+
+    def __init__(self, model: GenreModel):
+        super().__init__()
+        self.user, self.alpha_logit = model.user, model.alpha_logit
+
+    def forward(self, history_cf, history_ct, lengths, scenario):
+        L = history_cf.shape[1]
+        positions = torch.arange(L, device=history_cf.device).unsqueeze(0)
+        mask = positions >= (L - lengths)
+        zero = torch.zeros((), dtype=history_cf.dtype)
+        # Rows outside the mask are zeroed: what the PyTorch path feeds there (the padding row).
+        history_cf = torch.where(mask.unsqueeze(-1), history_cf, zero)
+        history_ct = torch.where(mask.unsqueeze(-1), history_ct, zero)
+        scen = scenario[:, 0].clamp(0, self.alpha_logit.shape[0] - 1)
+        u_cf, u_ct = self.user(history_cf, history_ct, mask, scen)
+        return u_cf, u_ct, torch.sigmoid(self.alpha_logit[scen]).unsqueeze(1)
+
+
 class RankerExport(nn.Module):
     def __init__(self, model: GenreModel):
         super().__init__()
@@ -107,6 +136,11 @@ ITEM_TOWER_SPEC = OnnxSpec.of(fmt.ITEM_TOWER, {fmt.INPUT_IDS: {0: "batch", 1: "t
 USER_TOWER_SPEC = OnnxSpec.of(fmt.USER_TOWER, {fmt.HISTORY: {0: "batch", 1: "history"}, fmt.LENGTHS: {0: "batch"},
                                                fmt.SCENARIO: {0: "batch"}, fmt.U_CF: {0: "batch"},
                                                fmt.U_CT: {0: "batch"}, fmt.ALPHA: {0: "batch"}})
+USER_ENCODER_SPEC = OnnxSpec.of(fmt.USER_ENCODER, {fmt.HISTORY_CF: {0: "batch", 1: "history"},
+                                                   fmt.HISTORY_CT: {0: "batch", 1: "history"},
+                                                   fmt.LENGTHS: {0: "batch"}, fmt.SCENARIO: {0: "batch"},
+                                                   fmt.U_CF: {0: "batch"}, fmt.U_CT: {0: "batch"},
+                                                   fmt.ALPHA: {0: "batch"}})
 RANKER_SPEC = OnnxSpec.of(fmt.RANKER, {fmt.FEATURES: {0: "batch", 1: "candidates"},
                                        fmt.LOGITS: {0: "batch", 1: "candidates"}})
 
@@ -165,6 +199,20 @@ def user_tower_examples(num_items: int, num_scenarios: int, max_history: int, se
     # Out-of-range values (a direct caller's mistake) must be answered, not fail the graph.
     bad = torch.tensor([[-5, num_items, 10**9] + [0] * (max_history - 3)])[:, :max_history]
     out.append((bad, torch.tensor([[max_history + 3]]), torch.tensor([[num_scenarios + 7]])))
+    return out
+
+
+def user_encoder_examples(cf_dim: int, ct_dim: int, num_scenarios: int, max_history: int,
+                          seed: int = 0) -> list[tuple]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for batch, length in ((1, max_history), (4, max_history), (3, 7), (2, 1)):
+        lengths = torch.randint(1, length + 1, (batch, 1), generator=g)
+        out.append((torch.randn(batch, length, cf_dim, generator=g), torch.randn(batch, length, ct_dim, generator=g),
+                    lengths, torch.randint(0, num_scenarios, (batch, 1), generator=g)))
+    # Out-of-range values (a direct caller's mistake) must be answered, not fail the graph.
+    out.append((torch.randn(1, max_history, cf_dim, generator=g), torch.randn(1, max_history, ct_dim, generator=g),
+                torch.tensor([[max_history + 3]]), torch.tensor([[num_scenarios + 7]])))
     return out
 
 

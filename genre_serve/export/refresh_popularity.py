@@ -6,8 +6,8 @@ interactions in the `recent_popularity_days` before the newest training
 interaction (see models/recent_popularity.py). That snapshot ages; this
 recomputes it from an interaction log (the same CSV/Parquet layout as
 training: user_id,item_id,timestamp) at a given time, by default just after
-the log's newest interaction. Only that column changes: the user tower never
-reads it, and every other file of the version is copied as it is.
+the log's newest interaction. Only that column changes: the user encoder never
+reads it, and every other file of the version is linked as it is.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class RefreshResult:
     malformed: int  # rows without an item id or a readable timestamp (skipped)
 
 
-def read_log(path: str | Path, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, int, int]:
+def read_log(path: str | Path, catalog_ids: fmt.ItemIds) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(catalog indices, timestamps, unknown-item rows, malformed rows) of an interaction log."""
     df = read_table(path, "interactions")
     for col in ("item_id", "timestamp"):
@@ -44,6 +44,7 @@ def read_log(path: str | Path, index: dict[str, int]) -> tuple[np.ndarray, np.nd
     times = parse_timestamps(df["timestamp"])
     ids = df["item_id"].fillna("").astype(str).str.strip()
     ok = times.notna() & (ids != "")
+    index = {item: i for i, item in enumerate(catalog_ids.tolist())}  # an offline command: a dict is fine
     items = ids[ok].map(index)
     known = items.notna()
     return (items[known].to_numpy(np.int64), times[ok][known].to_numpy(np.int64),
@@ -60,15 +61,15 @@ def refresh_popularity(target: str | Path, interactions: str | Path, at: int | N
         if catalog.recent_popularity_days <= 0:
             raise ExportError(f"{repo}: this model has no recent-popularity column (trained with "
                               "recent_popularity_days = 0)")
-        items, times, unknown, malformed = read_log(interactions, catalog.index)
+        items, times, unknown, malformed = read_log(interactions, catalog.ids)
         if items.size == 0:
             raise DataError("interactions: no row with a catalog item and a readable timestamp")
         recent_counter = RecentPopularity(items, times, len(catalog.ids), catalog.recent_popularity_days)
         when = int(at) if at is not None else int(recent_counter.times[-1]) + 1
-        tables = fmt.ItemTableFiles.load(src[fmt.RETRIEVE])
+        tables = fmt.ItemTableFiles.load(src[fmt.RECOMMEND])
         item_cf = np.array(tables.item_cf)
         item_cf[:, -1] = recent_counter.at(np.array([when]))[0]
-        tables.with_tables(item_cf, tables.item_ct).save(staging[fmt.RETRIEVE])
+        tables.with_tables(item_cf, tables.item_ct).save(staging[fmt.RECOMMEND], content_table=False)
         (lo,), (hi,) = recent_counter.window_bounds(np.array([when]))
         result.update(at=when, counted=int(hi - lo), unknown_items=unknown, malformed=malformed)
 

@@ -1,10 +1,13 @@
 """`genre-serve export`: a training run -> a new version in a Triton model
 repository (the layout and every artifact: genre_serve/formats/repository.py).
 
-Every model of one export gets the same version number; genre_recommend
-calls the others at its own version. A version is written into staging
-folders and renamed into place, so a server polling the repository never
-sees half a version. The repository keeps the newest `keep_versions`.
+Every model of one export gets the same version number. genre_recommend's
+version folder holds everything a request needs (genre_recommend_batch's
+holds hard links of the same files); the standalone user tower, retrieve and
+ranker models are written only with `standalone_models`. A version is
+written into staging folders and renamed into place, so a server polling the
+repository never sees half a version. The repository keeps the newest
+`keep_versions`.
 """
 
 from __future__ import annotations
@@ -21,14 +24,17 @@ from genre_serve.export import model_configs as mc
 from genre_serve.export.onnx_models import (
     ITEM_TOWER_SPEC,
     RANKER_SPEC,
+    USER_ENCODER_SPEC,
     USER_TOWER_SPEC,
     ItemTowerExport,
     RankerExport,
+    UserEncoderExport,
     UserTowerExport,
     check_against_torch,
     export_module,
     item_tower_examples,
     ranker_examples,
+    user_encoder_examples,
     user_tower_examples,
 )
 from genre_serve.export.serving_config import ServingConfig
@@ -47,8 +53,9 @@ class ExportResult:
     removed_versions: list[int] = field(default_factory=list)
 
 
-def write_configs(repository: Path, serving: ServingConfig, cf_dim: int, ct_dim: int, max_history: int) -> None:
-    for name, doc in mc.config_dicts(serving, cf_dim, ct_dim, max_history).items():
+def write_configs(repository: Path, serving: ServingConfig, cf_dim: int, ct_dim: int, max_history: int,
+                  models: tuple[str, ...] = fmt.DEFAULT_MODELS) -> None:
+    for name, doc in mc.config_dicts(serving, cf_dim, ct_dim, max_history, models).items():
         folder = repository / name
         folder.mkdir(parents=True, exist_ok=True)
         text = mc.to_pbtxt(doc)
@@ -68,7 +75,7 @@ def reconfigure(repository: str | Path, serving: ServingConfig) -> None:
     settings (queue, batching, instances); the model files stay as they are."""
     repo = Path(repository)
     catalog = fmt.Catalog.load(repo / fmt.RECOMMEND / str(fmt.latest_version(repo)))
-    write_configs(repo, serving, catalog.cf_dim, catalog.ct_dim, catalog.max_history)
+    write_configs(repo, serving, catalog.cf_dim, catalog.ct_dim, catalog.max_history, fmt.models_of(repo))
 
 
 def _shape_lines(pbtxt: str) -> list[str]:
@@ -77,8 +84,8 @@ def _shape_lines(pbtxt: str) -> list[str]:
 
 def catalog_of_run(run: Run, depth: int, max_k: int = fmt.DEFAULT_MAX_K) -> fmt.Catalog:
     """The catalog a run is served with (exported, and used in-process)."""
-    return fmt.Catalog(
-        ids=run.items.ids, titles=run.titles, popularity=run.split.train_counts().astype(np.float32),
+    return fmt.Catalog.of(
+        run.items.ids, run.split.train_counts().astype(np.float32), titles=list(run.titles),
         scenarios=run.scenarios, max_history=run.config.model.max_history, depth=depth, max_k=max_k,
         cf_dim=run.config.model.cf_dim, ct_dim=run.config.model.dim,
         recent_popularity_days=run.config.model.recent_popularity_days, dataset=run.meta.get("dataset"),
@@ -95,9 +102,13 @@ def export_run(
     max_k: int = fmt.DEFAULT_MAX_K,
     new_items: str = fmt.DEFAULT_NEW_ITEMS,
     new_item_bias: float | None = None,
+    standalone_models: bool = False,
 ) -> ExportResult:
     """`new_item_bias`: added to the content score of items without CF
-    signal (None: the one the run fitted on validation)."""
+    signal (None: the one the run fitted on validation). `standalone_models`:
+    also write genre_user_tower, genre_retrieve and genre_ranker (for clients
+    that orchestrate their own pipeline); a repository that has them keeps
+    getting them."""
     try:
         fmt.check_new_item_rule(new_items)
     except ValueError as e:
@@ -115,18 +126,26 @@ def export_run(
         raise ExportError(f"version {version} already exists for {', '.join(taken)}")
     if keep_versions < 1:
         raise ExportError("keep_versions must be at least 1")
+    if fmt.versions_of(repo, fmt.RECOMMEND) and fmt.RECOMMEND_BATCH not in fmt.models_of(repo):
+        raise ExportError(f"{repo}: exported by an older genre_serve (repository format below "
+                          f"{fmt.FORMAT_VERSION}); export into a new repository")
     model, cfg = run.model.eval(), run.config
-    write_configs(repo, serving, cfg.model.cf_dim, cfg.model.dim, cfg.model.max_history)
+    models = fmt.DEFAULT_MODELS + (fmt.STANDALONE_MODELS if standalone_models or fmt.has_standalone_models(repo)
+                                   else ())
+    models = tuple(m for m in fmt.MODELS if m in models)
+    write_configs(repo, serving, cfg.model.cf_dim, cfg.model.dim, cfg.model.max_history, models)
     result = ExportResult(repo, version)
-    with fmt.staged_version(repo, version) as staging:
+    with fmt.staged_version(repo, version, models=models) as staging:
         _export_onnx_models(run, staging, result)
         with torch.no_grad():
             item_cf, item_ct = (t.numpy().astype(np.float32) for t in model.items.tables())
         bias = float(run.model.new_item_bias if new_item_bias is None else new_item_bias)
-        fmt.ItemTableFiles(item_cf, item_ct, max_k, new_items, bias).save(staging[fmt.RETRIEVE])
+        fmt.ItemTableFiles(item_cf, item_ct, max_k, new_items, bias).save(staging[fmt.RECOMMEND])
         catalog_of_run(run, depth or cfg.ranker_depth, max_k).save(staging[fmt.RECOMMEND])
-        for m in fmt.PYTHON_MODELS:
-            fmt.write_shim(staging[m], m)
+        fmt.write_shim(staging[fmt.RECOMMEND], fmt.RECOMMEND)
+        fmt.share_recommend_files(staging)
+        if fmt.USER_TOWER in staging:
+            _export_standalone(run, staging, result)
     result.removed_versions = fmt.prune_versions(repo, keep_versions)
     return result
 
@@ -135,8 +154,10 @@ def derive_version(repository: Path, edit: Callable[[dict[str, Path], dict[str, 
                    keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS) -> int:
     """A new version of every model from the latest one, changed by
     `edit(latest folders, new folders)` before anything is published (staged
-    and renamed into place, dependencies first; on any error nothing is
-    published). Returns the new version."""
+    and renamed into place; on any error nothing is published). The edit
+    writes genre_recommend's folder (files are replaced, never written in
+    place: the new folders start as hard links of the latest ones); the other
+    entry point and genre_retrieve get its files after. Returns the new version."""
     # Every version complete (all models, all files, valid ONNX, this format):
     # one clear error, not a traceback.
     fmt.check_repository(repository)
@@ -146,24 +167,43 @@ def derive_version(repository: Path, edit: Callable[[dict[str, Path], dict[str, 
     version = fmt.next_version(repository)
     with fmt.staged_version(repository, version, copy_from=latest) as staging:
         edit(fmt.version_dirs(repository, latest), staging)
+        fmt.share_recommend_files(staging)
     fmt.prune_versions(repository, keep_versions)
     return version
 
 
+def _export_onnx(module: torch.nn.Module, examples: list[tuple], spec, path: Path, name: str,
+                 result: ExportResult) -> None:
+    """One ONNX graph at `path`, checked against PyTorch on `examples`."""
+    export_module(module, examples[1], spec, path)
+    result.max_abs_diff[name] = check_against_torch(module, path, spec, examples)
+
+
 def _export_checked(module: torch.nn.Module, examples: list[tuple], spec, folder: Path, model: str,
                     result: ExportResult) -> None:
-    """One ONNX model into `folder`, checked against PyTorch on `examples`."""
-    export_module(module, examples[1], spec, folder / fmt.MODEL_ONNX)
-    result.max_abs_diff[model] = check_against_torch(module, folder / fmt.MODEL_ONNX, spec, examples)
+    """One ONNX model as `folder`/model.onnx."""
+    _export_onnx(module, examples, spec, folder / fmt.MODEL_ONNX, model, result)
 
 
-def _export_onnx_models(run: Run, staging: dict[str, Path], result: ExportResult) -> None:
+def _export_standalone(run: Run, staging: dict[str, Path], result: ExportResult) -> None:
+    """genre_user_tower (item indices in, the tables frozen into its graph),
+    genre_ranker and genre_retrieve: the parts of genre_recommend as models of their own."""
     cfg = run.config
     _export_checked(UserTowerExport(run.model), user_tower_examples(len(run.items), len(run.scenarios),
                                                                     cfg.model.max_history),
                     USER_TOWER_SPEC, staging[fmt.USER_TOWER], fmt.USER_TOWER, result)
-    _export_checked(RankerExport(run.model), ranker_examples(4 * (cfg.model.cf_dim + cfg.model.dim) + 1),
-                    RANKER_SPEC, staging[fmt.RANKER], fmt.RANKER, result)
+    fmt.link_or_copy(staging[fmt.RECOMMEND] / fmt.RANKER_ONNX, staging[fmt.RANKER] / fmt.MODEL_ONNX)
+
+
+def _export_onnx_models(run: Run, staging: dict[str, Path], result: ExportResult) -> None:
+    cfg = run.config
+    folder = staging[fmt.RECOMMEND]
+    cf_dim = cfg.model.cf_dim
+    _export_onnx(UserEncoderExport(run.model),
+                 user_encoder_examples(cf_dim, cfg.model.dim, len(run.scenarios), cfg.model.max_history),
+                 USER_ENCODER_SPEC, folder / fmt.USER_ENCODER_ONNX, fmt.USER_ENCODER, result)
+    _export_onnx(RankerExport(run.model), ranker_examples(4 * (cf_dim + cfg.model.dim) + 1),
+                 RANKER_SPEC, folder / fmt.RANKER_ONNX, fmt.RANKER, result)
     tokenizer = load_tokenizer(cfg.text_encoder)
     files = fmt.TokenizerFiles(fmt.TokenizerFiles.folder_of(staging[fmt.ITEM_TOWER]), cfg.max_text_length)
     tokenizer.save_pretrained(str(files.folder))

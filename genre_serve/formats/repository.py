@@ -3,10 +3,14 @@ exported version, and one writer and one reader per artifact.
 
     REPO/<model>/config.pbtxt               written by export (export/model_configs.py)
     REPO/genre_item_tower/<v>/model.onnx    + tokenizer/ (tokenizer files, genre_serve.json: max_length)
-    REPO/genre_user_tower/<v>/model.onnx
+    REPO/genre_recommend/<v>/model.py       + everything one request needs (RECOMMEND_FILES):
+        recommend.json, catalog.json (titles), popularity.npy, item_ids*.npy (ids, sorted ids, their order),
+        item_cf.npy, item_ct.npy, retrieve.json, user_encoder.onnx, ranker.onnx
+    REPO/genre_recommend_batch/<v>/model.py + the same files, hard links of genre_recommend's
+  with `export --standalone-models` also (for clients that run their own pipeline):
+    REPO/genre_user_tower/<v>/model.onnx    item indices in, the item tables frozen into the graph
     REPO/genre_ranker/<v>/model.onnx
     REPO/genre_retrieve/<v>/model.py        + item_cf.npy, item_ct.npy, retrieve.json
-    REPO/genre_recommend/<v>/model.py       + catalog.json, popularity.npy, recommend.json
 
 Export, add-items, refresh-popularity, the python-backend models, the
 in-process pipeline, the client-side scorer and the checks all go through
@@ -20,17 +24,26 @@ Every JSON artifact carries ``format_version``. Format history:
    ``genre_serve.serving.recommend_model`` / ``retrieve_model``, which no
    longer exist. Refused: re-export the run (a repository is a build output).
 2. ``format_version`` in recommend.json, retrieve.json and the tokenizer's
-   genre_serve.json; entry points in ``genre_serve.serving.stubs``.
+   genre_serve.json; entry points in ``genre_serve.serving.stubs``;
+   genre_recommend called the user tower, genre_retrieve and the ranker (BLS).
+   Refused: re-export.
+3. genre_recommend answers from its own version folder (no BLS call): the
+   user encoder reads item vectors, not indices; ids in .npy arrays (opened
+   memory-mapped, looked up by binary search, no per-process dict);
+   genre_recommend_batch; the three inner models only with
+   ``--standalone-models``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+import os
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +51,7 @@ import numpy as np
 
 from genre_serve.errors import ExportError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # -- models ------------------------------------------------------------------
 ITEM_TOWER = "genre_item_tower"
@@ -46,13 +59,20 @@ USER_TOWER = "genre_user_tower"
 RETRIEVE = "genre_retrieve"
 RANKER = "genre_ranker"
 RECOMMEND = "genre_recommend"
-# Dependencies first, the order versions are published and loaded in: a
-# server loading versions as they appear finds the models genre_recommend
-# calls before genre_recommend itself.
-MODELS = (ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND)
-PYTHON_MODELS = (RETRIEVE, RECOMMEND)
-# The models clients call (the others are called by genre_recommend).
-ENTRY_MODELS = (RECOMMEND, ITEM_TOWER)
+RECOMMEND_BATCH = "genre_recommend_batch"
+# Every model a repository may hold, in the order versions are published and
+# loaded in (the entry points last: a client that sees a new genre_recommend
+# version finds the item tower of that version already there).
+MODELS = (ITEM_TOWER, USER_TOWER, RETRIEVE, RANKER, RECOMMEND, RECOMMEND_BATCH)
+# What every export writes; the standalone models only with --standalone-models.
+DEFAULT_MODELS = (ITEM_TOWER, RECOMMEND, RECOMMEND_BATCH)
+STANDALONE_MODELS = (USER_TOWER, RETRIEVE, RANKER)
+PYTHON_MODELS = (RETRIEVE, RECOMMEND, RECOMMEND_BATCH)
+# The models clients call; all of them have a bounded queue.
+ENTRY_MODELS = (RECOMMEND, RECOMMEND_BATCH, ITEM_TOWER)
+RECOMMEND_MODELS = (RECOMMEND, RECOMMEND_BATCH)  # the two entry points of one recommender
+# The ONNX graphs inside genre_recommend's version folder (not Triton models).
+USER_ENCODER = "user_encoder"
 
 # -- tensors (UPPER_SNAKE, identical in ONNX, config.pbtxt and every caller) ---
 HISTORY, K, SCENARIO, ALPHA = "HISTORY", "K", "SCENARIO", "ALPHA"
@@ -60,6 +80,7 @@ ITEM_IDS, SCORES = "ITEM_IDS", "SCORES"
 LENGTHS, U_CF, U_CT = "LENGTHS", "U_CF", "U_CT"
 EXCLUDE, CANDIDATES, FEATURES, LOGITS = "EXCLUDE", "CANDIDATES", "FEATURES", "LOGITS"
 INPUT_IDS, ATTENTION_MASK, ITEM_CT = "INPUT_IDS", "ATTENTION_MASK", "ITEM_CT"
+HISTORY_CF, HISTORY_CT = "HISTORY_CF", "HISTORY_CT"
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,9 @@ TENSORS = {
     RANKER: ModelTensors((FEATURES,), (LOGITS,)),
     # SCENARIO and ALPHA are optional inputs of genre_recommend.
     RECOMMEND: ModelTensors((HISTORY, K, SCENARIO, ALPHA), (ITEM_IDS, SCORES)),
+    RECOMMEND_BATCH: ModelTensors((HISTORY, K, SCENARIO, ALPHA), (ITEM_IDS, SCORES)),
+    # The history's item vectors (right-aligned, the last LENGTHS rows valid) -> the user.
+    USER_ENCODER: ModelTensors((HISTORY_CF, HISTORY_CT, LENGTHS, SCENARIO), (U_CF, U_CT, ALPHA)),
 }
 
 # -- files --------------------------------------------------------------------
@@ -85,14 +109,20 @@ TOKENIZER_DIR = "tokenizer"
 TOKENIZER_SETTINGS = "genre_serve.json"
 ITEM_CF_NPY, ITEM_CT_NPY, RETRIEVE_JSON = "item_cf.npy", "item_ct.npy", "retrieve.json"
 CATALOG_JSON, POPULARITY_NPY, RECOMMEND_JSON = "catalog.json", "popularity.npy", "recommend.json"
+ITEM_IDS_NPY, ITEM_IDS_SORTED_NPY, ITEM_IDS_ORDER_NPY = "item_ids.npy", "item_ids_sorted.npy", "item_ids_order.npy"
+USER_ENCODER_ONNX, RANKER_ONNX = "user_encoder.onnx", "ranker.onnx"
+CATALOG_FILES = (CATALOG_JSON, POPULARITY_NPY, RECOMMEND_JSON, ITEM_IDS_NPY, ITEM_IDS_SORTED_NPY, ITEM_IDS_ORDER_NPY)
+TABLE_FILES = (ITEM_CF_NPY, ITEM_CT_NPY, RETRIEVE_JSON)
+RECOMMEND_FILES = (MODEL_PY, *CATALOG_FILES, *TABLE_FILES, USER_ENCODER_ONNX, RANKER_ONNX)
 
 # The files each model's version folder must hold (besides folders such as tokenizer/).
 VERSION_FILES = {
     ITEM_TOWER: (MODEL_ONNX,),
     USER_TOWER: (MODEL_ONNX,),
     RANKER: (MODEL_ONNX,),
-    RETRIEVE: (MODEL_PY, ITEM_CF_NPY, ITEM_CT_NPY, RETRIEVE_JSON),
-    RECOMMEND: (MODEL_PY, CATALOG_JSON, POPULARITY_NPY, RECOMMEND_JSON),
+    RETRIEVE: (MODEL_PY, *TABLE_FILES),
+    RECOMMEND: RECOMMEND_FILES,
+    RECOMMEND_BATCH: RECOMMEND_FILES,
 }
 
 DEFAULT_KEEP_VERSIONS = 3  # versions a repository keeps on disk
@@ -106,6 +136,7 @@ DEFAULT_NEW_ITEMS = "content"
 STUB_MODULES = {
     RETRIEVE: "genre_serve.serving.stubs.retrieve",
     RECOMMEND: "genre_serve.serving.stubs.recommend",
+    RECOMMEND_BATCH: "genre_serve.serving.stubs.recommend",  # one module serves both entry points
 }
 _SHIM_HEADER = "# Thin python-backend entry point; the logic lives in the genre_serve package.\n"
 
@@ -124,9 +155,46 @@ def check_new_item_rule(rule: str) -> str:
     return rule
 
 
+# -- writing files -------------------------------------------------------------
+def replace_file(path: Path, write: Callable[[Path], None]) -> None:
+    """Writes `path` through a temporary file renamed over it: a reader sees the
+    old file or the new one, never half of one, and a hard link to the old file
+    (a version derived from another shares its unchanged files) keeps the old
+    contents."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file object: np.save would append .npy to the temporary name
+            np.save(f, array)
+
+    replace_file(path, write)
+
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    """An array artifact; memory-mapped (read-only, shared by every process
+    that maps the same file) where `mmap`."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None)
+    except FileNotFoundError:
+        raise ExportError(f"{path}: missing") from None
+    except ValueError as e:
+        raise ExportError(f"{path}: not a readable .npy array ({e})") from None
+
+
 # -- JSON documents with a format version ------------------------------------
 def _write_json(path: Path, doc: dict[str, Any], indent: int | None = None) -> None:
-    path.write_text(json.dumps({"format_version": FORMAT_VERSION, **doc}, indent=indent))
+    text = json.dumps({"format_version": FORMAT_VERSION, **doc}, indent=indent)
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    replace_file(path, write)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -145,19 +213,89 @@ def _read_json(path: Path) -> dict[str, Any]:
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise ExportError(f"{path}: written in repository format {version} by a newer genre_serve (this one "
                           f"reads format {FORMAT_VERSION}): upgrade genre_serve")
-    raise ExportError(f"{path}: repository format {version} (exported by an older genre_serve, whose entry points "
-                      f"no longer exist); export the run again into a new repository")
+    raise ExportError(f"{path}: repository format {version}, exported by an older genre_serve (this one serves "
+                      f"format {FORMAT_VERSION}); export the run again into a new repository")
 
 
-# -- genre_recommend: catalog.json, popularity.npy, recommend.json ------------
+# -- item ids: item_ids.npy, item_ids_sorted.npy, item_ids_order.npy ------------
+class ItemIds:
+    """The external item ids of a catalog, in catalog order, and their lookup.
+
+    Stored as fixed-width UTF-8 byte arrays (numpy ``S``), with a sorted copy
+    and its order: an id is found by binary search, so a serving process opens
+    three memory-mapped files instead of building a Python dict (at 1M items a
+    dict of str costs each process well over 100 MB; the mapped files are one
+    copy in the page cache for every instance). Ids are non-empty and have no
+    NUL byte (numpy strips trailing NULs): the empty id is the batched entry
+    point's padding.
+    """
+
+    def __init__(self, ids: np.ndarray, sorted_ids: np.ndarray, order: np.ndarray):
+        self.array, self.sorted, self.order = ids, sorted_ids, order
+        self.width = int(ids.dtype.itemsize)
+
+    @classmethod
+    def of(cls, ids: Sequence[str]) -> ItemIds:
+        encoded = [str(i).encode("utf-8") for i in ids]
+        bad = next((i for i in encoded if not i or b"\0" in i), None)
+        if bad is not None:
+            raise ExportError(f"item id {bad!r}: item ids must be non-empty and contain no NUL byte")
+        array = np.array(encoded, dtype=f"S{max((len(i) for i in encoded), default=1)}")
+        order = np.argsort(array, kind="stable").astype(np.int64)
+        sorted_ids = array[order]
+        if sorted_ids.size > 1 and (dup := np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])).size:
+            raise ExportError(f"item id {sorted_ids[dup[0]].decode()!r} appears twice in the catalog")
+        return cls(array, sorted_ids, order)
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def tolist(self) -> list[str]:
+        return [i.decode("utf-8") for i in self.array.tolist()]
+
+    def lookup(self, ids: Sequence[bytes]) -> np.ndarray:
+        """Catalog indices of the ids the catalog knows, in the given order
+        (unknown ids skipped)."""
+        queries = [i for i in ids if 0 < len(i) <= self.width and not i.endswith(b"\0")]
+        if not queries or not len(self):
+            return np.zeros(0, np.int64)
+        q = np.array(queries, dtype=self.sorted.dtype)
+        pos = np.minimum(np.searchsorted(self.sorted, q), len(self) - 1)
+        return np.asarray(self.order[pos[self.sorted[pos] == q]], np.int64)
+
+    def index_of(self, item_id: str) -> int | None:
+        found = self.lookup([item_id.encode("utf-8")])
+        return int(found[0]) if found.size else None
+
+    def external(self, indices: np.ndarray) -> list[str]:
+        return [i.decode("utf-8") for i in self.array[np.asarray(indices, np.int64)].tolist()]
+
+    def encoded(self, indices: np.ndarray) -> np.ndarray:
+        """The ids at `indices` as a BYTES tensor (object array of bytes)."""
+        return self.array[np.asarray(indices, np.int64)].astype(object)
+
+    def appended(self, ids: Sequence[str]) -> ItemIds:
+        return ItemIds.of(self.tolist() + list(ids))
+
+    def save(self, version_dir: Path) -> None:
+        _save_npy(version_dir / ITEM_IDS_NPY, self.array)
+        _save_npy(version_dir / ITEM_IDS_SORTED_NPY, self.sorted)
+        _save_npy(version_dir / ITEM_IDS_ORDER_NPY, self.order)
+
+    @classmethod
+    def load(cls, version_dir: Path, mmap: bool = True) -> ItemIds:
+        return cls(*(_load_npy(version_dir / name, mmap)
+                     for name in (ITEM_IDS_NPY, ITEM_IDS_SORTED_NPY, ITEM_IDS_ORDER_NPY)))
+
+
+# -- genre_recommend: recommend.json, catalog.json, popularity.npy, item ids ----
 @dataclass(frozen=True, eq=False)  # eq=False: numpy fields have no single truth value
 class Catalog:
-    """What genre_recommend serves from: the external ids (catalog order) and
-    titles, the training popularity (the cold-user answer), and the request
-    settings of the version."""
+    """What genre_recommend serves from: the external ids (catalog order), the
+    training popularity (the cold-user answer), the request settings of the
+    version, and the titles (read only where asked for: serving never needs them)."""
 
-    ids: list[str]
-    titles: list[str]
+    ids: ItemIds
     popularity: np.ndarray
     scenarios: list[str]
     max_history: int
@@ -167,46 +305,62 @@ class Catalog:
     ct_dim: int
     recent_popularity_days: float
     dataset: str | None = None
-    index: dict[str, int] = field(init=False, repr=False)
+    titles: list[str] | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "index", {item: i for i, item in enumerate(self.ids)})
+    @classmethod
+    def of(cls, ids: Sequence[str], popularity: np.ndarray, **settings: Any) -> Catalog:
+        return cls(ItemIds.of(ids), np.asarray(popularity, np.float32), **settings)
 
-    @property
+    @functools.cached_property
     def popular_order(self) -> np.ndarray:
-        return np.argsort(-self.popularity, kind="stable")
+        """The max_k most popular items, most popular first (ties: catalog order)."""
+        pop = np.asarray(self.popularity)
+        n = min(self.max_k, pop.size)
+        if n < pop.size:
+            top = np.argpartition(-pop, n - 1)[:n]
+            threshold = pop[top].min()
+            top = np.flatnonzero(pop >= threshold)  # every tie at the threshold, then a stable sort
+        else:
+            top = np.arange(pop.size)
+        return top[np.argsort(-pop[top], kind="stable")][:n]
 
     def with_items(self, ids: list[str], titles: list[str]) -> Catalog:
         """The catalog with new items appended (no interactions: popularity 0)."""
-        popularity = np.concatenate([self.popularity, np.zeros(len(ids), self.popularity.dtype)])
-        return dataclasses.replace(self, ids=self.ids + list(ids), titles=self.titles + list(titles),
+        if self.titles is None:
+            raise ValueError("with_items needs the titles: Catalog.load(..., titles=True)")
+        popularity = np.concatenate([self.popularity, np.zeros(len(ids), np.float32)])
+        return dataclasses.replace(self, ids=self.ids.appended(ids), titles=self.titles + list(titles),
                                    popularity=popularity)
 
     def save(self, version_dir: Path) -> None:
-        _write_json(version_dir / CATALOG_JSON, {"ids": self.ids, "titles": self.titles})
-        np.save(version_dir / POPULARITY_NPY, np.asarray(self.popularity, np.float32))
+        if self.titles is None:
+            raise ValueError("a catalog is saved with its titles")
+        self.ids.save(version_dir)
+        _write_json(version_dir / CATALOG_JSON, {"titles": self.titles})
+        _save_npy(version_dir / POPULARITY_NPY, np.asarray(self.popularity, np.float32))
         _write_json(version_dir / RECOMMEND_JSON, {
             "scenarios": self.scenarios, "max_history": self.max_history, "depth": self.depth,
             "max_k": self.max_k, "cf_dim": self.cf_dim, "ct_dim": self.ct_dim,
             "recent_popularity_days": self.recent_popularity_days, "dataset": self.dataset,
+            "num_items": len(self.ids),
         }, indent=2)
 
     @classmethod
-    def load(cls, version_dir: Path) -> Catalog:
-        items = _read_json(version_dir / CATALOG_JSON)
+    def load(cls, version_dir: Path, titles: bool = False, mmap: bool = True) -> Catalog:
         meta = _read_json(version_dir / RECOMMEND_JSON)
         return cls(
-            ids=items["ids"], titles=items["titles"], popularity=np.load(version_dir / POPULARITY_NPY),
+            ids=ItemIds.load(version_dir, mmap), popularity=_load_npy(version_dir / POPULARITY_NPY, mmap),
             scenarios=meta["scenarios"], max_history=int(meta["max_history"]), depth=int(meta["depth"]),
             max_k=int(meta["max_k"]), cf_dim=int(meta["cf_dim"]), ct_dim=int(meta["ct_dim"]),
             recent_popularity_days=float(meta["recent_popularity_days"]), dataset=meta.get("dataset"),
+            titles=_read_json(version_dir / CATALOG_JSON)["titles"] if titles else None,
         )
 
 
-# -- genre_retrieve: item_cf.npy, item_ct.npy, retrieve.json ------------------
+# -- item tables: item_cf.npy, item_ct.npy, retrieve.json (genre_recommend, genre_retrieve)
 @dataclass(frozen=True, eq=False)
 class ItemTableFiles:
-    """The item tables genre_retrieve scores (catalog order) and how it treats
+    """The item tables a version scores (catalog order) and how it treats
     items without CF signal (a zero CF row apart from the recent-popularity column)."""
 
     item_cf: np.ndarray  # float32 [N, cf_dim]; the last column is recent popularity where the model has it
@@ -218,17 +372,21 @@ class ItemTableFiles:
     def __post_init__(self) -> None:
         check_new_item_rule(self.new_items)
 
-    def save(self, version_dir: Path) -> None:
-        np.save(version_dir / ITEM_CF_NPY, np.asarray(self.item_cf, np.float32))
-        np.save(version_dir / ITEM_CT_NPY, np.asarray(self.item_ct, np.float32))
+    def save(self, version_dir: Path, content_table: bool = True) -> None:
+        """`content_table` False: item_ct.npy is left as it is (a version that
+        changes only the CF table shares the content table with its parent)."""
+        _save_npy(version_dir / ITEM_CF_NPY, np.asarray(self.item_cf, np.float32))
+        if content_table:
+            _save_npy(version_dir / ITEM_CT_NPY, np.asarray(self.item_ct, np.float32))
         _write_json(version_dir / RETRIEVE_JSON, {"max_k": self.max_k, "new_items": self.new_items,
                                                   "new_item_bias": float(self.new_item_bias)})
 
     @classmethod
-    def load(cls, version_dir: Path) -> ItemTableFiles:
+    def load(cls, version_dir: Path, mmap: bool = True) -> ItemTableFiles:
+        """The tables memory-mapped (read-only) unless `mmap` is False."""
         meta = _read_json(version_dir / RETRIEVE_JSON)
-        return cls(np.load(version_dir / ITEM_CF_NPY), np.load(version_dir / ITEM_CT_NPY), int(meta["max_k"]),
-                   meta["new_items"], float(meta["new_item_bias"]))
+        return cls(_load_npy(version_dir / ITEM_CF_NPY, mmap), _load_npy(version_dir / ITEM_CT_NPY, mmap),
+                   int(meta["max_k"]), meta["new_items"], float(meta["new_item_bias"]))
 
     def with_tables(self, item_cf: np.ndarray, item_ct: np.ndarray) -> ItemTableFiles:
         return dataclasses.replace(self, item_cf=item_cf, item_ct=item_ct)
@@ -257,6 +415,15 @@ class TokenizerFiles:
 
 
 # -- versions -----------------------------------------------------------------
+def models_of(repository: Path) -> tuple[str, ...]:
+    """The models a repository serves (those with a config.pbtxt), in MODELS order."""
+    return tuple(m for m in MODELS if (Path(repository) / m / CONFIG_PBTXT).is_file())
+
+
+def has_standalone_models(repository: Path) -> bool:
+    return any((Path(repository) / m / CONFIG_PBTXT).is_file() for m in STANDALONE_MODELS)
+
+
 def versions_of(repository: Path, model: str) -> list[int]:
     folder = Path(repository) / model
     if not folder.is_dir():
@@ -276,31 +443,68 @@ def latest_version(repository: Path) -> int:
     return versions[-1]
 
 
-def version_dirs(repository: Path, version: int) -> dict[str, Path]:
-    return {m: Path(repository) / m / str(version) for m in MODELS}
+def version_dirs(repository: Path, version: int, models: Sequence[str] | None = None) -> dict[str, Path]:
+    """Each model's folder of `version` (default: the models the repository serves)."""
+    models = models_of(repository) if models is None else models
+    return {m: Path(repository) / m / str(version) for m in models}
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the filesystem allows one (one inode: one copy on disk
+    and in the page cache for every process that maps it), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """`target` with the files of `source`, hard-linked (never written in
+    place: every writer here replaces files, see replace_file)."""
+    shutil.copytree(source, target, copy_function=lambda s, t: link_or_copy(Path(s), Path(t)),
+                    ignore=shutil.ignore_patterns("__pycache__", ".*.tmp"))
 
 
 @contextlib.contextmanager
-def staged_version(repository: Path, version: int, copy_from: int | None = None) -> Iterator[dict[str, Path]]:
-    """Folders to write `version` of every model into (empty, or copies of
-    version `copy_from`). On a clean exit they are renamed into place,
-    dependencies first, so a server polling the repository never sees half a
-    version; on any error nothing is published and the staging folders go."""
+def staged_version(repository: Path, version: int, copy_from: int | None = None,
+                   models: Sequence[str] | None = None) -> Iterator[dict[str, Path]]:
+    """Folders to write `version` of every model into (empty, or hard-linked
+    copies of version `copy_from`). On a clean exit they are renamed into
+    place in MODELS order, so a server polling the repository never sees half
+    a version; on any error nothing is published and the staging folders go.
+    `models`: default, the models the repository serves."""
     repository = Path(repository)
-    staging = {m: repository / m / f".{version}.staging" for m in MODELS}
+    models = models_of(repository) if models is None else tuple(models)
+    staging = {m: repository / m / f".{version}.staging" for m in models}
     try:
         for m, folder in staging.items():
             shutil.rmtree(folder, ignore_errors=True)
             if copy_from is None:
                 folder.mkdir(parents=True)
             else:
-                shutil.copytree(repository / m / str(copy_from), folder)
+                link_tree(repository / m / str(copy_from), folder)
         yield staging
-        for m in MODELS:  # dependencies first
+        for m in models:
             staging[m].rename(repository / m / str(version))
     finally:
         for folder in staging.values():
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def share_recommend_files(staging: dict[str, Path]) -> None:
+    """After genre_recommend's folder is written: genre_recommend_batch's folder
+    gets the same files, hard-linked (the two entry points read one copy), and
+    its own model.py; genre_retrieve's (where the repository has the
+    standalone models) the item tables."""
+    source = staging[RECOMMEND]
+    shared = {RECOMMEND_BATCH: [n for n in RECOMMEND_FILES if n != MODEL_PY], RETRIEVE: list(TABLE_FILES)}
+    for model, names in shared.items():
+        if model not in staging:
+            continue
+        for name in names:
+            (staging[model] / name).unlink(missing_ok=True)
+            link_or_copy(source / name, staging[model] / name)
+        write_shim(staging[model], model)
 
 
 def prune_versions(repository: Path, keep: int) -> list[int]:
@@ -326,36 +530,42 @@ def resolve_repository(target: str | Path) -> Path:
 def check_repository(repository: str | Path) -> list[int]:
     """The versions a model repository can serve, or an ExportError naming the
     first thing wrong: a missing model, config.pbtxt or version folder (every
-    genre_recommend version needs the same version of the models it calls),
-    a missing file, an artifact of another format, or an ONNX file that does
+    genre_recommend version needs the same version of the other models), a
+    missing file, an artifact of another format, or an ONNX file that does
     not parse."""
     import onnx
 
     repo = Path(repository)
     if not repo.is_dir():
         raise ExportError(f"model repository not found: {repo}")
-    missing = [m for m in MODELS if not (repo / m / CONFIG_PBTXT).is_file()]
-    if len(missing) == len(MODELS):
+    present = models_of(repo)
+    if not present:
         raise ExportError(f"{repo} holds no genre_serve model: run `genre-serve export` first")
+    required = DEFAULT_MODELS + (STANDALONE_MODELS if has_standalone_models(repo) else ())
+    missing = [m for m in required if m not in present]
+    if RECOMMEND in present and RECOMMEND_BATCH in missing:  # format 1 and 2 had no batched entry point
+        raise ExportError(f"{repo}: exported by an older genre_serve (before repository format {FORMAT_VERSION}, "
+                          f"no {RECOMMEND_BATCH}); export the run again into a new repository")
     if missing:
         raise ExportError(f"{repo}: model(s) {', '.join(missing)} missing (no <model>/{CONFIG_PBTXT})")
     versions = versions_of(repo, RECOMMEND)
     if not versions:
         raise ExportError(f"{repo}/{RECOMMEND} has no version folder: run `genre-serve export` first")
     for v in versions:
-        for m, folder in version_dirs(repo, v).items():
+        for m, folder in version_dirs(repo, v, required).items():
             if not folder.is_dir():
                 raise ExportError(f"{repo}: {RECOMMEND} version {v} needs {m}/{v}, which is missing")
+            for name in VERSION_FILES[m]:
+                if name.endswith(".json"):
+                    _read_json(folder / name)  # the format first: it says what to do about the rest
             for name in VERSION_FILES[m]:
                 if not (folder / name).is_file():
                     raise ExportError(f"{folder / name}: missing")
             for name in VERSION_FILES[m]:
-                if name.endswith(".json"):
-                    _read_json(folder / name)
-            if (folder / MODEL_ONNX).is_file():
-                try:
-                    onnx.checker.check_model(str(folder / MODEL_ONNX))
-                except Exception as e:  # noqa: BLE001 - any parse/check failure means the same to the user
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    raise ExportError(f"{folder / MODEL_ONNX}: not a valid ONNX model ({first})") from None
+                if name.endswith(".onnx"):
+                    try:
+                        onnx.checker.check_model(str(folder / name))
+                    except Exception as e:  # noqa: BLE001 - any parse/check failure means the same to the user
+                        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                        raise ExportError(f"{folder / name}: not a valid ONNX model ({first})") from None
     return versions

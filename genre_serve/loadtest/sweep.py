@@ -1,12 +1,14 @@
 """`genre-serve loadtest`: an asyncio closed-loop concurrency sweep against a
-running genre_recommend.
+running genre_recommend (or, `batched`, genre_recommend_batch: one-user
+requests that the server's dynamic batcher groups).
 
 At each level, `concurrency` workers each send one request, wait for the
 answer, and send the next (closed loop), for `duration_s`. Per level: requests,
 errors by kind, throughput, p50/p95/p99/max latency, and the server's own
-average queue and compute time per request, scraped from its Prometheus
-endpoint before and after the level. Bounded in time and count; loopback only
-unless explicitly allowed.
+average queue and compute time per request and its time per stage (user
+tower, retrieval, ranking, id mapping: genre_serve's custom metrics), scraped
+from its Prometheus endpoint before and after the level. Bounded in time and
+count; loopback only unless explicitly allowed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genre_serve.client.core import classify, parse_recommendations, recommend_request
+from genre_serve.client.core import classify, parse_batch_recommendations, parse_recommendations, recommend_request
 from genre_serve.errors import LoadTestError
 from genre_serve.formats import repository as fmt
 
@@ -69,20 +71,27 @@ def histories_from_run(run_dir: str | Path) -> list[list[str]]:
     return [run.items.external(h) for h in run.split.stage("test").histories]
 
 
+STAGE_SECONDS, STAGE_USERS = "genre_serve_stage_seconds", "genre_serve_users"
+
+
 def model_counters(text: str, model: str = fmt.RECOMMEND) -> dict[str, float]:
-    """Triton's nv_inference_* samples for `model`, summed over versions, from
-    Prometheus text (parsed by prometheus_client, which reads the format exactly)."""
+    """Triton's nv_inference_* samples and genre_serve's stage counters for
+    `model`, summed over versions, from Prometheus text (parsed by
+    prometheus_client, which reads the format exactly). A stage counter is
+    named `genre_serve_stage_seconds:<stage>`."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if not family.name.startswith("nv_inference_"):
+        if not family.name.startswith(("nv_inference_", STAGE_SECONDS, STAGE_USERS)):
             continue
         for sample in family.samples:
             if sample.labels.get("model") != model:
                 continue
             # The parser names counter samples <family>_total (OpenMetrics); keep Triton's names.
             name = family.name if family.type == "counter" and sample.name == f"{family.name}_total" else sample.name
+            if name == STAGE_SECONDS:
+                name = f"{name}:{sample.labels.get('stage')}"
             out[name] = out.get(name, 0.0) + float(sample.value)
     return out
 
@@ -111,10 +120,21 @@ def server_side(before: dict, after: dict) -> dict[str, float]:
                            + d.get("nv_inference_compute_output_duration_us", 0.0)) / n / 1e3,
         "request_ms_avg": d.get("nv_inference_request_duration_us", 0.0) / n / 1e3,
         "failed": d.get("nv_inference_request_failure", 0.0),
-    }
+    } | stage_ms(d)
 
 
-async def _run_level(make_client, module, histories, k, concurrency, duration_s, timeout_s, seed) -> LevelResult:
+def stage_ms(deltas: dict[str, float]) -> dict[str, float]:
+    """Milliseconds per user in each stage, from the stage counters' increments."""
+    users = deltas.get(STAGE_USERS, 0.0)
+    if users <= 0:
+        return {}
+    prefix = f"{STAGE_SECONDS}:"
+    return {f"{k[len(prefix):]}_ms_per_user": v / users * 1e3 for k, v in deltas.items() if k.startswith(prefix)}
+
+
+async def _run_level(make_client, module, histories, k, concurrency, duration_s, timeout_s, seed,
+                     model: str = fmt.RECOMMEND) -> LevelResult:
+    batched = model == fmt.RECOMMEND_BATCH
     latencies: list[float] = []
     error_latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -126,11 +146,11 @@ async def _run_level(make_client, module, histories, k, concurrency, duration_s,
         client = clients[w % len(clients)]
         while time.perf_counter() < deadline:
             history = histories[rng.randrange(len(histories))]
-            inputs, outputs = recommend_request(module, history, k)
+            inputs, outputs = recommend_request(module, history, k, batched=batched)
             t0 = time.perf_counter()
             try:
-                result = await asyncio.wait_for(client.infer(fmt.RECOMMEND, inputs, outputs=outputs), timeout_s)
-                parse_recommendations(result)
+                result = await asyncio.wait_for(client.infer(model, inputs, outputs=outputs), timeout_s)
+                parse_batch_recommendations(result) if batched else parse_recommendations(result)
                 latencies.append(time.perf_counter() - t0)
             except asyncio.TimeoutError:
                 errors["ClientTimeoutError"] = errors.get("ClientTimeoutError", 0) + 1
@@ -161,7 +181,10 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float]:
 
 def run_sweep(url: str, histories: list[list[str]], concurrency: list[int], duration_s: float,
               protocol: str = "http", k: int = 10, timeout_s: float = 10.0, metrics_url: str | None = None,
-              allow_remote: bool = False, seed: int = 0, progress=print) -> list[LevelResult]:
+              allow_remote: bool = False, seed: int = 0, progress=print,
+              batched: bool = False) -> list[LevelResult]:
+    """`batched`: one-user requests to genre_recommend_batch instead of genre_recommend."""
+    model = fmt.RECOMMEND_BATCH if batched else fmt.RECOMMEND
     if not 0 < duration_s <= MAX_DURATION_S:
         raise LoadTestError(f"duration_s: must be in (0, {MAX_DURATION_S:.0f}]")
     if not concurrency or any(not 0 < c <= MAX_CONCURRENCY for c in concurrency):
@@ -183,9 +206,10 @@ def run_sweep(url: str, histories: list[list[str]], concurrency: list[int], dura
         raise LoadTestError(f"protocol: http or grpc, got {protocol!r}")
     results = []
     for level in concurrency:
-        before = scrape(metrics_url)
-        result = asyncio.run(_run_level(make_client, module, histories, k, level, duration_s, timeout_s, seed))
-        result.server = server_side(before, scrape(metrics_url))
+        before = scrape(metrics_url, model)
+        result = asyncio.run(_run_level(make_client, module, histories, k, level, duration_s, timeout_s, seed,
+                                        model))
+        result.server = server_side(before, scrape(metrics_url, model))
         results.append(result)
         if progress:
             progress(format_row(result))

@@ -137,3 +137,17 @@ def user_tower_burst(http_url: str, num_items: int, max_history: int, size: int 
     bad_history[:3] = (-7, num_items, 10**12)
     return burst(http_url, fmt.USER_TOWER, [fmt.U_CF, fmt.U_CT, fmt.ALPHA], good, request(bad_history, 10**6), None,
                  "HISTORY indices outside the catalog, SCENARIO index 10^6")
+
+
+def recommend_batch_burst(http_url: str, histories: list[list[str]], size: int = 12):
+    """genre_recommend_batch: one request asks for K = 0 (an error naming K);
+    the others, users of every history length batched together (ragged
+    HISTORY), must get the answers they get alone."""
+
+    def request(history: list[str], k: int) -> Tensors:
+        return [("HISTORY", "BYTES", np.array([[h.encode() for h in history]], dtype=np.object_)),
+                ("K", "INT32", np.array([[k]], np.int32))]
+
+    good = [request(histories[i % len(histories)], 10) for i in range(size)]
+    return burst(http_url, fmt.RECOMMEND_BATCH, [fmt.ITEM_IDS, fmt.SCORES], good, request(histories[0], 0), "K",
+                 "K = 0")

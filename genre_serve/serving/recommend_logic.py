@@ -49,16 +49,23 @@ class Request:
         return min(max(self.k, catalog.depth), catalog.max_k, len(catalog.ids))
 
 
-def _decode(values, field: str) -> list[str]:
+def _utf8(values, field: str) -> list[bytes]:
+    """The values as UTF-8 bytes, each checked to be valid UTF-8."""
     out = []
     for v in np.asarray(values, dtype=object).reshape(-1):
         if isinstance(v, bytes):
             try:
-                v = v.decode("utf-8")
+                v.decode("utf-8")
             except UnicodeDecodeError:
                 raise RequestError(f"{field}: must be UTF-8 text") from None
-        out.append(str(v))
+            out.append(v)
+        else:
+            out.append(str(v).encode("utf-8"))
     return out
+
+
+def _decode(values, field: str) -> list[str]:
+    return [v.decode("utf-8") for v in _utf8(values, field)]
 
 
 def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None) -> Request:
@@ -68,7 +75,7 @@ def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None) -> Re
         raise RequestError(f"{fmt.HISTORY}: missing (send an empty list for a cold user)")
     if np.asarray(history).dtype.kind not in ("O", "S", "U"):
         raise RequestError(f"{fmt.HISTORY}: must be TYPE_STRING (BYTES) item ids")
-    ids = _decode(history, fmt.HISTORY)
+    ids = _utf8(history, fmt.HISTORY)
     if k is None:
         raise RequestError(f"{fmt.K}: missing")
     k_arr = np.asarray(k).reshape(-1)
@@ -94,7 +101,7 @@ def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None) -> Re
         alpha_val = float(a[0])
         if not np.isfinite(alpha_val) or not 0.0 <= alpha_val <= 1.0:
             raise RequestError(f"{fmt.ALPHA}: must be a number in [0, 1], got {alpha_val}")
-    known = np.array([catalog.index[i] for i in ids if i in catalog.index], dtype=np.int64)
+    known = catalog.ids.lookup(ids)
     k_val = min(k_val, catalog.max_k, len(catalog.ids))
     return Request(known=known, k=k_val, scenario=scen_index, alpha=alpha_val)
 
@@ -133,17 +140,17 @@ def answer(catalog: Catalog, req: Request, user_vectors: Callable[[Request], Use
 def cold_answer(catalog: Catalog, k: int) -> tuple[list[str], np.ndarray]:
     """A user with no known history gets the most popular items (training counts)."""
     top = catalog.popular_order[:k]
-    return [catalog.ids[i] for i in top], catalog.popularity[top].astype(np.float32)
+    return catalog.ids.external(top), np.asarray(catalog.popularity[top], np.float32)
 
 
 class ItemTables:
-    """The two item tables of a version and their concatenation (the ranker's item side)."""
+    """The two item tables of a version (read-only, typically memory-mapped:
+    every process mapping the same files shares one copy) and its new-item rule."""
 
     def __init__(self, item_cf: np.ndarray, item_ct: np.ndarray, new_items: str = fmt.DEFAULT_NEW_ITEMS,
                  new_item_bias: float = 0.0):
-        self.item_cf = np.ascontiguousarray(item_cf, dtype=np.float32)
-        self.item_ct = np.ascontiguousarray(item_ct, dtype=np.float32)
-        self.items_cat = np.ascontiguousarray(np.concatenate([self.item_cf, self.item_ct], 1))
+        self.item_cf = _float32_rows(item_cf)
+        self.item_ct = _float32_rows(item_ct)
         by_content = fmt.check_new_item_rule(new_items) == "content"
         self.new_items = NewItems(self.item_cf, self.item_ct, new_item_bias) if by_content else None
 
@@ -153,23 +160,40 @@ class ItemTables:
 
     @classmethod
     def load(cls, version_dir: Path) -> ItemTables:
-        """The tables of an exported genre_retrieve version, with the new-item
+        """The tables of an exported version (memory-mapped), with the new-item
         rule and bias it was exported with."""
         return cls.of_files(fmt.ItemTableFiles.load(version_dir))
 
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """[CF row, content row] of each index (-1: zeros), shape indices.shape + (Dc + Dt,)."""
+        flat = np.asarray(indices, np.int64).reshape(-1)
+        safe = np.maximum(flat, 0)
+        out = np.concatenate([self.item_cf[safe], self.item_ct[safe]], 1)
+        out[flat < 0] = 0.0
+        return out.reshape(*np.shape(indices), -1)
+
+    def topk(self, u_cf: np.ndarray, u_ct: np.ndarray, alpha: np.ndarray, excludes: list[np.ndarray], depth: int,
+             num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's fused top-`depth` (their `excludes` never in it; items
+        without CF signal by content alone, plus the bias): indices and scores
+        [B, d], -1 / -inf padded, in one pass for the batch."""
+        return fused_topk_with_new_items(u_cf, u_ct, np.asarray(alpha, np.float32).reshape(-1), self.item_cf,
+                                         self.item_ct, depth, excludes, self.new_items, num_threads=num_threads)
+
+    def features(self, u_cf: np.ndarray, u_ct: np.ndarray, idx: np.ndarray, scores: np.ndarray,
+                 num_threads: int | None = None) -> np.ndarray:
+        """The ranker's cross features [B, d, F] of candidates idx [B, d] (zero on -1 padding)."""
+        b, d = idx.shape
+        items = self.rows(idx).reshape(b * d, -1)  # only the candidates' rows, not a concatenated table
+        local = np.where(idx >= 0, np.arange(b * d).reshape(b, d), -1)
+        safe = np.where(idx >= 0, scores, 0).astype(np.float32)
+        return cross_features(np.concatenate([u_cf, u_ct], 1), items, local, scores=safe, num_threads=num_threads)
+
     def retrieve(self, u_cf: np.ndarray, u_ct: np.ndarray, alpha: np.ndarray, excludes: list[np.ndarray],
                  depth: int, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each user's fused top-`depth` (their `excludes` never in it; items
-        without CF signal by content alone, plus the bias) and the ranker's
-        cross features: indices [B, d], scores [B, d] (-1 / -inf padded) and
-        features [B, d, F] (zero on padding), in one pass for the batch."""
-        idx, scores = fused_topk_with_new_items(u_cf, u_ct, np.asarray(alpha, np.float32).reshape(-1),
-                                                self.item_cf, self.item_ct, depth, excludes, self.new_items,
-                                                num_threads=num_threads)
-        safe = np.where(idx >= 0, scores, 0).astype(np.float32)
-        feats = cross_features(np.concatenate([u_cf, u_ct], 1), self.items_cat, idx, scores=safe,
-                               num_threads=num_threads)
-        return idx, scores, feats
+        """topk() and features(): indices [B, d], scores [B, d], features [B, d, F]."""
+        idx, scores = self.topk(u_cf, u_ct, alpha, excludes, depth, num_threads)
+        return idx, scores, self.features(u_cf, u_ct, idx, scores, num_threads)
 
     def candidates(self, u_cf: np.ndarray, u_ct: np.ndarray, alpha: np.ndarray, exclude: np.ndarray,
                    depth: int) -> Candidates:
@@ -179,7 +203,14 @@ class ItemTables:
         return Candidates(idx[0, :n], np.ascontiguousarray(feats[:, :n]))
 
 
+def _float32_rows(table: np.ndarray) -> np.ndarray:
+    """The table as C-contiguous float32, without a copy where it already is (a memory map stays one)."""
+    if isinstance(table, np.ndarray) and table.dtype == np.float32 and table.flags.c_contiguous:
+        return table
+    return np.ascontiguousarray(table, dtype=np.float32)
+
+
 def final_order(catalog: Catalog, candidates: np.ndarray, logits: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
     """Candidates sorted by ranker logit (ties: retrieval order), the best k."""
     order = np.argsort(-logits, kind="stable")[:k]
-    return [catalog.ids[i] for i in candidates[order]], logits[order].astype(np.float32)
+    return catalog.ids.external(candidates[order]), logits[order].astype(np.float32)

@@ -53,9 +53,9 @@ def broken_repo(repository, tmp_path):
 
 @pytest.mark.triton
 def test_serve_refuses_a_corrupt_onnx_file(broken_repo, capsys):
-    (broken_repo / fmt.RANKER / "1" / "model.onnx").write_bytes(b"\x08\x07garbage, not a protobuf" * 10)
+    (broken_repo / fmt.RECOMMEND / "1" / fmt.RANKER_ONNX).write_bytes(b"\x08\x07garbage, not a protobuf" * 10)
     assert main(["serve", "--model-repository", str(broken_repo)]) == 2
-    _one_clear_line(capsys, "genre_ranker", "model.onnx", "not a valid ONNX model")
+    _one_clear_line(capsys, "genre_recommend", "ranker.onnx", "not a valid ONNX model")
 
 
 @pytest.mark.triton
@@ -68,9 +68,16 @@ def test_add_items_refuses_a_corrupt_item_tower(broken_repo, files, capsys):
 
 @pytest.mark.triton
 def test_serve_refuses_a_repository_with_a_missing_version(broken_repo, capsys):
-    shutil.rmtree(broken_repo / fmt.RETRIEVE / "1")
+    shutil.rmtree(broken_repo / fmt.RECOMMEND_BATCH / "1")
     assert main(["serve", "--model-repository", str(broken_repo)]) == 2
-    _one_clear_line(capsys, "genre_retrieve/1", "missing")
+    _one_clear_line(capsys, "genre_recommend_batch/1", "missing")
+
+
+@pytest.mark.triton
+def test_serve_refuses_a_repository_of_the_previous_layout_with_what_to_do(broken_repo, capsys):
+    shutil.rmtree(broken_repo / fmt.RECOMMEND_BATCH)  # format 2 had no batched entry point
+    assert main(["serve", "--model-repository", str(broken_repo)]) == 2
+    _one_clear_line(capsys, "older genre_serve", "export the run again")
 
 
 @pytest.mark.triton
@@ -93,7 +100,7 @@ def test_other_commands_on_missing_inputs(files, capsys):
 
 @pytest.mark.triton
 def test_serve_refuses_a_repository_of_another_format_in_one_line(broken_repo, capsys):
-    path = broken_repo / fmt.RETRIEVE / "1" / fmt.RETRIEVE_JSON
+    path = broken_repo / fmt.RECOMMEND / "1" / fmt.RETRIEVE_JSON
     doc = json.loads(path.read_text())
     doc["format_version"] = fmt.FORMAT_VERSION + 1
     path.write_text(json.dumps(doc))

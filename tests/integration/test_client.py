@@ -57,20 +57,30 @@ def test_async_client_gives_the_sync_answers(server, protocol):
     async def run():
         async with AsyncGenreClient(url, protocol) as client:
             assert await client.is_ready()
-            return await client.recommend_many(histories, 4)
+            batched = await client.recommend_many(histories, 4, batched=True)
+            assert batched == await client.recommend_many(histories, 4)
+            return batched
 
     assert asyncio.run(run()) == want
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_client_side_scoring_equals_the_server(server, repository, protocol):
+def test_client_side_scoring_equals_the_server(strict_server, standalone_repository, protocol):
     from genre_serve.client import LocalScorer
 
+    server = strict_server
     url = server.http_url if protocol == "http" else server.grpc_url
     with GenreClient(url, protocol) as client:
-        local = LocalScorer(client, repository)
+        local = LocalScorer(client, standalone_repository)
         for history, k, scenario in ((["i1", "i2", "i3"], 5, None), (["i7"], 8, "home"), ([], 3, None)):
             ids, scores = local.recommend(history, k, scenario)
             served = client.recommend(history, k, scenario)
             assert ids == [r.item_id for r in served]
             np.testing.assert_allclose(scores, [r.score for r in served], rtol=1e-5, atol=1e-5)
+
+
+def test_client_side_scoring_needs_the_standalone_models(server, repository):
+    from genre_serve.client import ClientError, LocalScorer
+
+    with GenreClient(server.http_url) as client, pytest.raises(ClientError, match="--standalone-models"):
+        LocalScorer(client, repository)

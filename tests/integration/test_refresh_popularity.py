@@ -8,6 +8,7 @@ import pandas as pd
 
 from genre_serve.cli import main
 from genre_serve.export.repository import export_run
+from genre_serve.formats import repository as fmt
 from genre_serve.models.recent_popularity import DAY
 
 
@@ -16,7 +17,7 @@ def test_refresh_rewrites_only_the_recent_popularity_column(trained_run, tmp_pat
     export_run(trained_run, repo)
     days = json.loads((repo / "genre_recommend" / "1" / "recommend.json").read_text())["recent_popularity_days"]
     assert days > 0
-    ids = json.loads((repo / "genre_recommend" / "1" / "catalog.json").read_text())["ids"]
+    ids = fmt.ItemIds.load(repo / "genre_recommend" / "1").tolist()
     at = 1_800_000_000
     inside = at - int(days * DAY) + 10
     log = pd.DataFrame({
@@ -32,19 +33,20 @@ def test_refresh_rewrites_only_the_recent_popularity_column(trained_run, tmp_pat
     assert "4 interaction(s) in the window" in out and "version 2" in out
     assert "1 row(s) with an item outside the catalog, 1 malformed" in out
 
-    old = np.load(repo / "genre_retrieve" / "1" / "item_cf.npy")
-    new = np.load(repo / "genre_retrieve" / "2" / "item_cf.npy")
+    old = np.load(repo / "genre_recommend" / "1" / "item_cf.npy")
+    new = np.load(repo / "genre_recommend" / "2" / "item_cf.npy")
     expected = np.zeros(len(ids), np.float32)
     expected[5], expected[7] = np.log1p(3), np.log1p(1)  # item 7's second row is older than the window
     np.testing.assert_allclose(new[:, -1], expected, rtol=1e-6)
     np.testing.assert_array_equal(new[:, :-1], old[:, :-1])
-    for model, name in (("genre_retrieve", "item_ct.npy"), ("genre_user_tower", "model.onnx"),
-                        ("genre_recommend", "catalog.json")):
-        assert (repo / model / "2" / name).read_bytes() == (repo / model / "1" / name).read_bytes()
+    for name in ("item_ct.npy", "user_encoder.onnx", "ranker.onnx", "catalog.json", "item_ids.npy"):
+        old_file, new_file = repo / "genre_recommend" / "1" / name, repo / "genre_recommend" / "2" / name
+        assert new_file.stat().st_ino == old_file.stat().st_ino  # unchanged: the same file, linked
+    np.testing.assert_array_equal(np.load(repo / "genre_recommend_batch" / "2" / "item_cf.npy"), new)
 
     # Default time: just after the newest row of the log.
     assert main(["refresh-popularity", str(repo), "--interactions", str(tmp_path / "log.csv")]) == 0
-    newest = np.load(repo / "genre_retrieve" / "3" / "item_cf.npy")
+    newest = np.load(repo / "genre_recommend" / "3" / "item_cf.npy")
     np.testing.assert_allclose(newest[:, -1], expected, rtol=1e-6)
 
 
@@ -59,7 +61,7 @@ def test_refresh_refuses_bad_input_in_one_line(trained_run, tmp_path, capsys):
     assert main(["refresh-popularity", str(repo), "--interactions", str(tmp_path / "missing.csv")]) == 2
     assert "not found" in capsys.readouterr().err
     # Nothing was published by the refused calls.
-    assert sorted(p.name for p in (repo / "genre_retrieve").iterdir() if p.name.isdigit()) == ["1"]
+    assert sorted(p.name for p in (repo / "genre_recommend").iterdir() if p.name.isdigit()) == ["1"]
 
 
 def test_items_added_without_interactions_are_scored_by_their_content(trained_run, tmp_path):
@@ -79,7 +81,7 @@ def test_items_added_without_interactions_are_scored_by_their_content(trained_ru
     pd.DataFrame({"item_id": [f"new{i}" for i in range(20)], "title": run.titles[:20],
                   "text": run.texts[:20]}).to_csv(tmp_path / "new.csv", index=False)
     _, version, _ = add_items(repo, tmp_path / "new.csv")
-    folder = repo / "genre_retrieve" / str(version)
+    folder = repo / "genre_recommend" / str(version)
     item_cf, item_ct = np.load(folder / "item_cf.npy"), np.load(folder / "item_ct.npy")
     new = np.arange(len(run.items), item_cf.shape[0])
     test = run.split.stage("test")

@@ -9,8 +9,6 @@ import time
 import pytest
 
 from genre_serve.client import GenreClient, InvalidRequestError, ServerOverloadedError
-from genre_serve.export import model_configs as mc
-from genre_serve.export.repository import reconfigure
 from genre_serve.formats.run_dir import load_run
 from genre_serve.loadtest.traffic import BackgroundTraffic
 from genre_serve.reliability import bad_inputs, batching, raw_http
@@ -49,19 +47,15 @@ def test_raw_http_garbage_is_answered_promptly_and_the_server_stays_up(server):
     assert server.running
 
 
-@pytest.fixture(scope="module")
-def strict_server(repository, tmp_path_factory):
-    """One genre_recommend instance, a queue of 2, and a 20 ms batching window
-    (so that concurrent requests to the internal models batch together)."""
-    repo = tmp_path_factory.mktemp("strict") / "repo"
-    shutil.copytree(repository, repo)
-    reconfigure(repo, mc.ServingConfig(max_queue_delay_us=20_000, max_queue_size=2, recommend_instances=1))
-    with TritonServer(repo) as srv:
-        yield srv
+def test_one_bad_request_in_a_recommend_batch_fails_alone(strict_server, histories):
+    report = batching.recommend_batch_burst(strict_server.http_url, histories[:8], size=8)
+    assert report.batched_bursts > 0, "the burst was never batched: nothing was shown"
+    assert report.good_mismatches == 0 and report.good_requests == 8 * report.bursts
+    assert report.passed, report.bad_outcomes
 
 
-def test_one_bad_request_in_a_retrieve_batch_fails_alone(strict_server, repository):
-    shapes = batching.served_shapes(repository)
+def test_one_bad_request_in_a_retrieve_batch_fails_alone(strict_server, standalone_repository):
+    shapes = batching.served_shapes(standalone_repository)
     report = batching.retrieve_burst(strict_server.http_url, shapes["num_items"], shapes["cf_dim"], shapes["ct_dim"],
                                      size=8)
     assert report.batched_bursts > 0, "the burst was never batched: nothing was shown"
@@ -69,8 +63,9 @@ def test_one_bad_request_in_a_retrieve_batch_fails_alone(strict_server, reposito
     assert report.passed, report.bad_outcomes
 
 
-def test_out_of_range_indices_in_a_user_tower_batch_are_answered_and_harm_no_one(strict_server, repository):
-    shapes = batching.served_shapes(repository)
+def test_out_of_range_indices_in_a_user_tower_batch_are_answered_and_harm_no_one(strict_server,
+                                                                                  standalone_repository):
+    shapes = batching.served_shapes(standalone_repository)
     report = batching.user_tower_burst(strict_server.http_url, shapes["num_items"], shapes["max_history"], size=8)
     assert report.batched_bursts > 0
     assert report.passed, report

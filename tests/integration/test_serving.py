@@ -85,3 +85,48 @@ def test_bad_requests_get_an_error_naming_the_field_and_the_server_keeps_serving
         with pytest.raises(InvalidRequestError, match=field):
             client.recommend(**kwargs)
         assert len(client.recommend(["i1"], 3)) == 3
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_batched_entry_point_answers_like_genre_recommend(server, trained_run, protocol):
+    url = server.http_url if protocol == "http" else server.grpc_url
+    requests = sample_requests(trained_run)
+    histories = [h for h, _, _ in requests] + [[], ["no-such-item"], requests[0][0][:1]]
+    with GenreClient(url, protocol) as client:
+        for scenario in (None, load_run(trained_run).scenarios[-1]):
+            one_by_one = [client.recommend(h, 7, scenario) for h in histories]
+            batched = client.recommend_many(histories, 7, scenario, batched=True)
+            assert [[r.item_id for r in a] for a in batched] == [[r.item_id for r in a] for a in one_by_one]
+            for a, b in zip(batched, one_by_one):
+                np.testing.assert_allclose([r.score for r in a], [r.score for r in b], rtol=1e-5, atol=1e-5)
+        # More users than one request carries: split into requests of BATCH_USERS.
+        many = (histories * 12)[:70]
+        assert [[r.item_id for r in a] for a in client.recommend_many(many, 3, batched=True)] == \
+            [[r.item_id for r in a] for a in client.recommend_many(many, 3)]
+
+
+def test_a_bad_batched_request_fails_alone_naming_the_field(server, trained_run):
+    history = sample_requests(trained_run)[0][0]
+    with GenreClient(server.http_url) as client:
+        with pytest.raises(InvalidRequestError, match="SCENARIO"):
+            client.recommend_batch([history, history], 5, scenario="no-such-scenario")
+        with pytest.raises(InvalidRequestError, match="K"):
+            client.recommend_batch([history], 0)
+        assert len(client.recommend_batch([history], 5)[0]) == 5
+
+
+def test_the_time_per_stage_is_on_the_prometheus_endpoint(server, trained_run):
+    import urllib.request
+
+    from genre_serve.loadtest.sweep import model_counters, server_side
+
+    history = sample_requests(trained_run)[0][0]
+    before = model_counters(urllib.request.urlopen(server.metrics_url).read().decode())
+    with GenreClient(server.http_url) as client:
+        for _ in range(5):
+            client.recommend(history, 5)
+    after = model_counters(urllib.request.urlopen(server.metrics_url).read().decode())
+    stages = server_side(before, after)
+    for stage in ("id_mapping", "user_tower", "retrieval", "ranking"):
+        assert stages[f"{stage}_ms_per_user"] > 0, stages
+    assert after["genre_serve_users"] - before["genre_serve_users"] == 5

@@ -1,18 +1,28 @@
-"""genre_recommend: the one entry point (python backend, Business Logic Scripting).
+"""genre_recommend and genre_recommend_batch: the two entry points (python
+backend), one class. Each answers whole requests in its own stub process
+(serving/recommender.py): no Business Logic Scripting call, no other model.
 
-One user per request (max_batch_size 0): external item ids of the history,
-K, optional SCENARIO and ALPHA -> ITEM_IDS and SCORES, best first, never an
-item of the history. Behind it: genre_user_tower -> genre_retrieve ->
-genre_ranker, each called at this model's own version so that a rollout
-never mixes the catalog of one version with the tables of another.
+genre_recommend (max_batch_size 0): one user per request, external item ids
+of the history `HISTORY` [n], `K` [1], optional `SCENARIO` [1] and `ALPHA` [1]
+-> `ITEM_IDS` [k], `SCORES` [k], best first, never an item of the history.
+
+genre_recommend_batch (max_batch_size > 0, dynamic batching): the same tensors
+with a batch dimension, `HISTORY` [b, n] (shorter histories padded with empty
+ids, `allow_ragged_batch`: requests of any n batch together), `K` [b, 1] ->
+`ITEM_IDS` [b, w], `SCORES` [b, w], a row shorter than w padded with empty ids
+and -inf. Every user of every request the dynamic batcher hands over is
+answered by one encoder run, one catalog pass and one ranker run; a bad
+request fails alone.
 
 A cold user (empty history, or no id the catalog knows) gets the most popular
-items. Why BLS and not an ensemble: the id mapping, the cold-user branch and
-the per-request K and ALPHA are control flow an ensemble cannot express.
+items. Time per stage goes to Triton's Prometheus endpoint as custom metrics
+(`genre_serve_stage_seconds`, `genre_serve_users`; labels model, version, stage).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,59 +30,106 @@ import triton_python_backend_utils as pb_utils
 
 from genre_serve.errors import RequestError
 from genre_serve.formats import repository as fmt
-from genre_serve.retrieval import UserVectors
-from genre_serve.serving.recommend_logic import Candidates, Request, answer, parse_request
+from genre_serve.formats.resources import available_cpus, thread_settings
+from genre_serve.serving.recommend_logic import Request, parse_request
+from genre_serve.serving.recommender import STAGES, Answer, VersionRecommender
 from genre_serve.serving.stubs.responses import error_response, optional_input, tensor_response
+
+
+class StageMetrics:
+    """Counters of seconds per stage and of users answered, per model version."""
+
+    def __init__(self, model: str, version: str):
+        self.families = (
+            pb_utils.MetricFamily(name="genre_serve_stage_seconds", kind=pb_utils.MetricFamily.COUNTER,
+                                  description="Seconds genre_recommend spent per stage (id_mapping, user_tower, "
+                                              "retrieval, ranking), summed over requests"),
+            pb_utils.MetricFamily(name="genre_serve_users", kind=pb_utils.MetricFamily.COUNTER,
+                                  description="Users answered (one per genre_recommend request, b per batch row)"),
+        )
+        labels = {"model": model, "version": version}
+        self.seconds = {s: self.families[0].Metric(labels=labels | {"stage": s}) for s in STAGES}
+        self.users = self.families[1].Metric(labels=labels)
+
+    def record(self, times: dict[str, float], users: int) -> None:
+        for stage, seconds in times.items():
+            self.seconds[stage].increment(seconds)
+        self.users.increment(users)
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.version = int(args["model_version"])
-        self.catalog = fmt.Catalog.load(Path(args["model_repository"]) / args["model_version"])
+        config = json.loads(args["model_config"])
+        self.batched = int(config.get("max_batch_size", 0)) > 0
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        threads = thread_settings(params, available_cpus())
+        folder = Path(args["model_repository"]) / args["model_version"]
+        self.recommender = VersionRecommender(folder, threads.ort_threads, threads.kernel_threads)
+        self.catalog = self.recommender.catalog
+        try:
+            self.metrics: StageMetrics | None = StageMetrics(args["model_name"], args["model_version"])
+        except Exception:  # noqa: BLE001 - metrics are optional (a server started with metrics off)
+            self.metrics = None
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
+        responses = [None] * len(requests)
+        parsed: list[tuple[int, list[Request]]] = []
+        times = {"id_mapping": 0.0}
+        for r, request in enumerate(requests):
+            t0 = time.perf_counter()
             try:
-                ids, scores = self._recommend(request)
-                responses.append(tensor_response({
-                    fmt.ITEM_IDS: np.array([i.encode() for i in ids], dtype=np.object_),
-                    fmt.SCORES: scores.astype(np.float32),
-                }))
+                parsed.append((r, self._parse(request)))
             except RequestError as e:
-                responses.append(error_response(str(e)))
+                responses[r] = error_response(str(e))
             except Exception as e:  # noqa: BLE001 - one request's failure must not fail the others
-                responses.append(error_response(f"internal error: {type(e).__name__}: {e}", invalid_argument=False))
+                responses[r] = error_response(f"internal error: {type(e).__name__}: {e}", invalid_argument=False)
+            times["id_mapping"] += time.perf_counter() - t0
+        users = [u for _, us in parsed for u in us]
+        try:
+            answers = self.recommender.recommend_batch(users, times)
+        except Exception:  # noqa: BLE001 - find the request at fault: answer each alone
+            answers = None
+        offset = 0
+        for r, us in parsed:
+            try:
+                mine = answers[offset : offset + len(us)] if answers is not None else \
+                    self.recommender.recommend_batch(us, times)
+                responses[r] = self._response(mine)
+            except Exception as e:  # noqa: BLE001
+                responses[r] = error_response(f"internal error: {type(e).__name__}: {e}", invalid_argument=False)
+            offset += len(us)
+        if self.metrics is not None:
+            self.metrics.record(times, len(users))
         return responses
 
-    def _call(self, model: str, inputs: dict, outputs: list[str]) -> list[np.ndarray]:
-        request = pb_utils.InferenceRequest(
-            model_name=model,
-            model_version=self.version,
-            requested_output_names=outputs,
-            inputs=[pb_utils.Tensor(n, v) for n, v in inputs.items()],
-        )
-        response = request.exec()
-        if response.has_error():
-            raise RuntimeError(f"{model}: {response.error().message()}")
-        return [pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in outputs]
+    def _parse(self, request) -> list[Request]:
+        """The users of one request: one for genre_recommend, b for a batch row each."""
+        history, k, scenario, alpha = (optional_input(request, name) for name in fmt.TENSORS[fmt.RECOMMEND].inputs)
+        if not self.batched:
+            return [parse_request(self.catalog, history, k, scenario, alpha)]
+        if history is None or k is None:
+            return [parse_request(self.catalog, history, k, scenario, alpha)]  # the missing-input error
+        history = history.reshape(history.shape[0], -1)
+        rows = history.shape[0]
+        users = []
+        for b in range(rows):
+            try:
+                users.append(parse_request(self.catalog, history[b], k[b],
+                                           None if scenario is None else scenario[b],
+                                           None if alpha is None else alpha[b]))
+            except RequestError as e:
+                raise RequestError(f"user {b} of the batch: {e}" if rows > 1 else str(e)) from None
+        return users
 
-    def _recommend(self, request):
-        inputs = (optional_input(request, name) for name in fmt.TENSORS[fmt.RECOMMEND].inputs)
-        req = parse_request(self.catalog, *inputs)  # HISTORY, K, SCENARIO, ALPHA
-        return answer(self.catalog, req, self._user_vectors, self._candidates, self._rank)
-
-    def _user_vectors(self, req: Request) -> UserVectors:
-        return UserVectors(*self._call(fmt.USER_TOWER, req.tower_inputs(self.catalog), [fmt.U_CF, fmt.U_CT, fmt.ALPHA]))
-
-    def _candidates(self, u_cf, u_ct, alpha, exclude, depth) -> Candidates:
-        candidates, features = self._call(
-            fmt.RETRIEVE,
-            {fmt.U_CF: u_cf, fmt.U_CT: u_ct, fmt.ALPHA: alpha, fmt.EXCLUDE: exclude[None, :],
-             fmt.K: np.array([[depth]], np.int32)},
-            [fmt.CANDIDATES, fmt.FEATURES],
-        )
-        return Candidates(candidates[0], features)
-
-    def _rank(self, features):
-        return self._call(fmt.RANKER, {fmt.FEATURES: features}, [fmt.LOGITS])[0]
+    def _response(self, answers: list[Answer]):
+        if not self.batched:
+            ids, scores = answers[0]
+            return tensor_response({fmt.ITEM_IDS: np.array([i.encode() for i in ids], dtype=np.object_),
+                                    fmt.SCORES: np.asarray(scores, np.float32)})
+        width = max((len(ids) for ids, _ in answers), default=0)
+        out_ids = np.full((len(answers), width), b"", dtype=np.object_)
+        out_scores = np.full((len(answers), width), -np.inf, np.float32)
+        for b, (ids, scores) in enumerate(answers):
+            out_ids[b, : len(ids)] = [i.encode() for i in ids]
+            out_scores[b, : len(ids)] = scores
+        return tensor_response({fmt.ITEM_IDS: out_ids, fmt.SCORES: out_scores})

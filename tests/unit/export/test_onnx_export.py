@@ -37,6 +37,29 @@ def model():
     return m
 
 
+def test_user_encoder_onnx_matches_pytorch_and_the_index_tower(model, tmp_path):
+    from genre_serve.export.onnx_models import USER_ENCODER_SPEC, UserEncoderExport, user_encoder_examples
+
+    encoder = UserEncoderExport(model)
+    examples = user_encoder_examples(CFG.cf_dim, CFG.dim, 3, CFG.max_history)
+    export_module(encoder, examples[1], USER_ENCODER_SPEC, tmp_path / "e.onnx")
+    assert check_against_torch(encoder, tmp_path / "e.onnx", USER_ENCODER_SPEC, examples) < 1e-4
+    # The served tables' rows of a history give what the index tower gives for its indices.
+    rng = np.random.default_rng(0)
+    history = rng.integers(0, 30, (4, CFG.max_history))
+    lengths = np.array([[CFG.max_history], [3], [1], [7]])
+    scenario = np.array([[0], [1], [2], [1]])
+    with torch.no_grad():
+        cf, ct = (t.numpy() for t in model.items.tables())
+    got = ort.InferenceSession(str(tmp_path / "e.onnx")).run(None, {
+        "HISTORY_CF": cf[history], "HISTORY_CT": ct[history], "LENGTHS": lengths, "SCENARIO": scenario})
+    tower = UserTowerExport(model)
+    with torch.no_grad():
+        want = tower(torch.from_numpy(history), torch.from_numpy(lengths), torch.from_numpy(scenario))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_user_tower_onnx_matches_pytorch_on_several_shapes(model, tmp_path):
     module = UserTowerExport(model)
     examples = user_tower_examples(30, 3, CFG.max_history)
@@ -78,8 +101,9 @@ def test_config_pbtxt_is_valid_protobuf_with_dynamic_batching():
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    serving = mc.ServingConfig(max_batch_size=32, instances=2, max_queue_size=100, queue_timeout_us=250_000)
-    docs = mc.config_dicts(serving, 9, 8, 10)
+    serving = mc.ServingConfig(max_batch_size=32, instances=2, max_queue_size=100, queue_timeout_us=250_000,
+                               cpus=3, batch_instances=5)
+    docs = mc.config_dicts(serving, 9, 8, 10, fmt.MODELS)
     for name, doc in docs.items():
         msg = text_format.Parse(mc.to_pbtxt(doc), model_config_pb2.ModelConfig())
         assert msg.name == name
@@ -87,12 +111,15 @@ def test_config_pbtxt_is_valid_protobuf_with_dynamic_batching():
         if name in fmt.ENTRY_MODELS:  # bounded queue, rejection after the timeout
             assert policy.max_queue_size == 100 and policy.default_timeout_microseconds == 250_000
             assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
-        else:  # internal models: bounded by genre_recommend's instances already
+        else:  # the standalone models: steps of a client's own pipeline, never rejected midway
             assert not msg.dynamic_batching.HasField("default_queue_policy")
         if name != fmt.RECOMMEND:
             assert msg.max_batch_size == 32 and msg.dynamic_batching.max_queue_delay_microseconds == 500
-            assert msg.instance_group[0].count == 2
+        want_instances = {fmt.RECOMMEND: 3, fmt.RECOMMEND_BATCH: 5}.get(name, 2)  # one per CPU, or as given
+        assert msg.instance_group[0].count == want_instances, name
+        assert msg.version_policy.latest.num_versions == 1
     assert docs[fmt.RECOMMEND]["max_batch_size"] == 0
+    assert set(mc.config_dicts(serving, 9, 8, 10)) == set(fmt.DEFAULT_MODELS)
     assert docs[fmt.RANKER]["input"][0]["dims"] == [-1, 4 * 17 + 1]
 
 

@@ -1,2 +1,0 @@
-# Thin python-backend entry point; the logic lives in the genre_serve package.
-from genre_serve.serving.stubs.retrieve import TritonPythonModel  # noqa: F401
