@@ -10,9 +10,12 @@ alone: such items are scored by their content score, plus a bias fitted on
 validation (how often users pick an item the CF tables have not seen:
 train/calibration.py).
 
-That is two fused_topk passes, exact: the items with CF signal (the others
-excluded) under the fused score, and the new items alone under the content
-score, merged by score. The second pass reads only the new items' rows.
+That is two passes, exact: the items with CF signal (the others excluded)
+under the fused score (fused_topk), and the new items alone under the
+content score, merged by score. The second pass reads only the new items'
+rows; up to SMALL_NEW_ITEMS of them it is one numpy product (a kernel call
+costs about 0.15 ms of argument checks and setup, more than scoring a few
+hundred rows), beyond that fused_topk.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 from genre_serve.kernels import fused_topk
+
+SMALL_NEW_ITEMS = 4096
 
 
 def items_without_cf(item_cf: np.ndarray) -> np.ndarray:
@@ -82,8 +87,12 @@ def fused_topk_with_new_items(u_cf, u_ct, alpha, item_cf, item_ct, k: int, exclu
                                        exclude=[np.concatenate([e, new_items.index]) for e in exclude],
                                        **kwargs)
     new_exclude = [new_items.positions(e) for e in exclude]
-    new_idx, new_scores = fused_topk(np.ascontiguousarray(u_ct, dtype=np.float32), new_items.item_ct,
-                                     min(k, len(new_items)), exclude=new_exclude, **kwargs)
+    new_k = min(k, len(new_items))
+    if len(new_items) <= SMALL_NEW_ITEMS:
+        new_idx, new_scores = _small_topk(np.asarray(u_ct, np.float32), new_items.item_ct, new_k, new_exclude)
+    else:
+        new_idx, new_scores = fused_topk(np.ascontiguousarray(u_ct, dtype=np.float32), new_items.item_ct,
+                                         new_k, exclude=new_exclude, **kwargs)
     new_scores = new_scores + np.float32(new_items.bias)
     new_idx = np.where(new_idx >= 0, new_items.index[np.maximum(new_idx, 0)], -1)
     idx = np.concatenate([warm_idx, new_idx], 1)
@@ -91,3 +100,15 @@ def fused_topk_with_new_items(u_cf, u_ct, alpha, item_cf, item_ct, k: int, exclu
     scores = np.where(idx >= 0, scores, -np.inf).astype(np.float32)
     order = np.lexsort((np.where(idx >= 0, idx, np.iinfo(np.int64).max), -scores), axis=1)[:, :warm_idx.shape[1]]
     return np.take_along_axis(idx, order, 1), np.take_along_axis(scores, order, 1)
+
+
+def _small_topk(users: np.ndarray, items: np.ndarray, k: int, exclude: list[np.ndarray]):
+    """fused_topk's contract (scores by dot product, ties by lower index, -1 / -inf
+    where fewer than k are eligible) for a small item table, in numpy."""
+    scores = users @ items.T
+    for b, e in enumerate(exclude):
+        scores[b, e] = -np.inf
+    positions = np.broadcast_to(np.arange(items.shape[0]), scores.shape)
+    order = np.lexsort((positions, -scores), axis=1)[:, :k]
+    top = np.take_along_axis(scores, order, 1).astype(np.float32)
+    return np.where(np.isfinite(top), order, -1), np.where(np.isfinite(top), top, -np.inf).astype(np.float32)

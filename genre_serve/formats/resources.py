@@ -2,15 +2,17 @@
 instances and threads they get, from the CPUs the server may use
 (`available_cpus`: the cgroup quota where there is one).
 
-The rule, measured on ml-latest-small (benchmarks/RESULTS.md, "threads and
-instances"): a request's compute is a few short steps, too short for
-intra-op threads to pay for their wake-ups, so parallelism comes from
-instances, one thread each. genre_recommend gets one instance per CPU (each
-answers one request at a time); genre_recommend_batch one instance per CPU as
-well, so that one batch is formed while another runs. `export --cpus`,
-`--recommend-instances`, `--batch-instances`, `--ort-threads` and
-`--kernel-threads` override it; the thread counts travel in config.pbtxt
-`parameters` ("auto": decided by the rule on the serving machine).
+The rule, measured on ml-latest-small (benchmarks/RESULTS.md, "instances and
+threads"; 2 CPUs, concurrency 16): one onnxruntime and one kernel thread per
+instance (2 threads per instance cut throughput to a fraction: a request's
+steps are too short for intra-op threads to pay for their wake-ups);
+genre_recommend two instances per CPU (each answers one request at a time
+and spends part of it waiting on the server's IPC: 4 instances gave 782
+requests/s, 2 gave 642, 1 gave 283); genre_recommend_batch one per CPU (one
+batch forms while another runs: 1,234 requests/s, against 1,129 with one
+instance and 1,193 with four). `export --cpus`, `--recommend-instances`,
+`--batch-instances`, `--ort-threads` and `--kernel-threads` override it; the
+thread counts travel in config.pbtxt `parameters` ("auto": the rule).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def available_cpus() -> int:
 
 def default_instances(cpus: int) -> InstanceRule:
     cpus = max(1, int(cpus))
-    return InstanceRule(recommend_instances=cpus, batch_instances=cpus)
+    return InstanceRule(recommend_instances=2 * cpus, batch_instances=cpus)
 
 
 def _count(value: str | int | None, name: str) -> int | None:

@@ -131,6 +131,7 @@ class TritonServer:
     log_verbose: int = 0
     forward_logs: bool = False
     extra_args: list[str] = field(default_factory=list)
+    check_format: bool = True  # False: any Triton repository (the benchmarks' trivial floor model)
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _workdir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
     _log: deque = field(default_factory=lambda: deque(maxlen=200), init=False, repr=False)
@@ -172,7 +173,8 @@ class TritonServer:
         from genre_serve.formats.repository import check_repository
 
         repo = Path(self.model_repository)
-        check_repository(repo)  # one clear line now, rather than a failed model load in the server log
+        if self.check_format:
+            check_repository(repo)  # one clear line now, rather than a failed model load in the server log
         self.model_repository = repo.resolve()
         for name in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(self, name)
@@ -230,6 +232,10 @@ class TritonServer:
         tail = self._failure_summary()
         self.stop()
         raise ServerError(f"tritonserver was not ready within {timeout_s:.0f} s:\n{tail}")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
     @property
     def running(self) -> bool:

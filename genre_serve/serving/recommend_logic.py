@@ -139,8 +139,14 @@ def answer(catalog: Catalog, req: Request, user_vectors: Callable[[Request], Use
 
 def cold_answer(catalog: Catalog, k: int) -> tuple[list[str], np.ndarray]:
     """A user with no known history gets the most popular items (training counts)."""
+    top, scores = cold_ranking(catalog, k)
+    return catalog.ids.external(top), scores
+
+
+def cold_ranking(catalog: Catalog, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """cold_answer as catalog indices."""
     top = catalog.popular_order[:k]
-    return catalog.ids.external(top), np.asarray(catalog.popularity[top], np.float32)
+    return top, np.asarray(catalog.popularity[top], np.float32)
 
 
 class ItemTables:
@@ -212,5 +218,11 @@ def _float32_rows(table: np.ndarray) -> np.ndarray:
 
 def final_order(catalog: Catalog, candidates: np.ndarray, logits: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
     """Candidates sorted by ranker logit (ties: retrieval order), the best k."""
+    top, scores = ranked(candidates, logits, k)
+    return catalog.ids.external(top), scores
+
+
+def ranked(candidates: np.ndarray, logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """final_order as catalog indices."""
     order = np.argsort(-logits, kind="stable")[:k]
-    return catalog.ids.external(candidates[order]), logits[order].astype(np.float32)
+    return candidates[order], logits[order].astype(np.float32)

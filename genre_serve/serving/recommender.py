@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from genre_serve.formats import repository as fmt
-from genre_serve.serving.recommend_logic import ItemTables, Request, cold_answer, final_order, parse_python_request
+from genre_serve.serving.recommend_logic import ItemTables, Request, cold_ranking, parse_python_request, ranked
 
 # The stages of a request, in order, as the per-stage metrics name them.
 STAGES = ("id_mapping", "user_tower", "retrieval", "ranking")
 
 Answer = tuple[list[str], np.ndarray]
+Ranking = tuple[np.ndarray, np.ndarray]  # catalog indices and scores, best first
 
 
 def onnx_session(path: Path, threads: int = 1):
@@ -62,20 +63,25 @@ class VersionRecommender:
         return self.recommend_batch([parse_python_request(self.catalog, history, k, scenario, alpha)])[0]
 
     def recommend_batch(self, requests: Sequence[Request], times: dict[str, float] | None = None) -> list[Answer]:
-        """Each request's answer; `times` (if given) gets the seconds spent per
-        stage added (id_mapping is the caller's: parsing)."""
+        """Each request's answer (external ids and scores)."""
+        return [(self.catalog.ids.external(idx), scores) for idx, scores in self.rank_batch(requests, times)]
+
+    def rank_batch(self, requests: Sequence[Request], times: dict[str, float] | None = None) -> list[Ranking]:
+        """Each request's answer as catalog indices; `times` (if given) gets the
+        seconds spent per stage added (id_mapping is the caller's: parsing and
+        writing the ids out)."""
         times = {} if times is None else times
-        answers: list[Answer | None] = [None] * len(requests)
+        answers: list[Ranking | None] = [None] * len(requests)
         warm = [i for i, r in enumerate(requests) if r.known.size]
         for i, r in enumerate(requests):
             if not r.known.size:
-                answers[i] = cold_answer(self.catalog, r.k)
+                answers[i] = cold_ranking(self.catalog, r.k)
         if warm:
             for i, answer in zip(warm, self._warm([requests[i] for i in warm], times), strict=True):
                 answers[i] = answer
         return answers  # type: ignore[return-value]
 
-    def _warm(self, requests: list[Request], times: dict[str, float]) -> list[Answer]:
+    def _warm(self, requests: list[Request], times: dict[str, float]) -> list[Ranking]:
         t0 = time.perf_counter()
         u_cf, u_ct, alpha = self._encode(requests)
         t1 = time.perf_counter()
@@ -91,9 +97,9 @@ class VersionRecommender:
         for b, r in enumerate(requests):
             n = int((idx[b] >= 0).sum())
             if n == 0:  # the history covers the whole catalog
-                out.append(([], np.zeros(0, np.float32)))
+                out.append((np.zeros(0, np.int64), np.zeros(0, np.float32)))
             else:
-                out.append(final_order(self.catalog, idx[b, :n], logits[b, :n], r.k))
+                out.append(ranked(idx[b, :n], logits[b, :n], r.k))
         t3 = time.perf_counter()
         for stage, seconds in (("user_tower", t1 - t0), ("retrieval", t2 - t1), ("ranking", t3 - t2)):
             times[stage] = times.get(stage, 0.0) + seconds

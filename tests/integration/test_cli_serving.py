@@ -89,7 +89,7 @@ def test_cli_export_resource_flags_reach_config_pbtxt(trained_run, tmp_path, cap
                  "--cpus", "5", "--ort-threads", "2"]) == 0
     recommend = (repo / "genre_recommend" / "config.pbtxt").read_text()
     batch = (repo / "genre_recommend_batch" / "config.pbtxt").read_text()
-    assert "count: 3" in recommend and "count: 5" in batch  # as given; the rule: one per CPU
+    assert "count: 3" in recommend and "count: 5" in batch  # as given; the rule: one per CPU for the batch
     assert 'string_value: "2"' in recommend and 'string_value: "auto"' in recommend
     assert not (repo / "genre_retrieve").exists()  # the standalone models only on request
     for flags in (["--ort-threads", "zero"], ["--cpus", "0"], ["--batch-instances", "-1"]):

@@ -20,7 +20,12 @@ def reference(u_cf, u_ct, alpha, item_cf, item_ct, k, exclude, new, bias):
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("k", [1, 7, 40, 500])
-def test_two_passes_equal_the_dense_rule(seed, k):
+@pytest.mark.parametrize("new_pass", ["numpy", "kernel"])
+def test_two_passes_equal_the_dense_rule(seed, k, new_pass, monkeypatch):
+    import genre_serve.retrieval
+
+    if new_pass == "kernel":
+        monkeypatch.setattr(genre_serve.retrieval, "SMALL_NEW_ITEMS", 0)
     rng = np.random.default_rng(seed)
     n, b = 60, 5
     item_cf = rng.standard_normal((n, 9)).astype(np.float32)

@@ -16,12 +16,14 @@ request fails alone.
 
 A cold user (empty history, or no id the catalog knows) gets the most popular
 items. Time per stage goes to Triton's Prometheus endpoint as custom metrics
-(`genre_serve_stage_seconds`, `genre_serve_users`; labels model, version, stage).
+(`genre_serve_stage_seconds`, `genre_serve_users`; labels model, version, stage),
+sent every quarter second by a thread of the stub (StageMetrics).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -32,12 +34,20 @@ from genre_serve.errors import RequestError
 from genre_serve.formats import repository as fmt
 from genre_serve.formats.resources import available_cpus, thread_settings
 from genre_serve.serving.recommend_logic import Request, parse_request
-from genre_serve.serving.recommender import STAGES, Answer, VersionRecommender
+from genre_serve.serving.recommender import STAGES, Ranking, VersionRecommender
 from genre_serve.serving.stubs.responses import error_response, optional_input, tensor_response
 
 
 class StageMetrics:
-    """Counters of seconds per stage and of users answered, per model version."""
+    """Counters of seconds per stage and of users answered, per model version.
+
+    Each increment is a message from the stub to the server process (about
+    25 us here, 0.13 ms for a request's five), so requests only add to sums
+    in the stub and a background thread sends them every FLUSH_S: the
+    counters lag by at most that, and no request waits for them.
+    """
+
+    FLUSH_S = 0.25
 
     def __init__(self, model: str, version: str):
         self.families = (
@@ -50,11 +60,37 @@ class StageMetrics:
         labels = {"model": model, "version": version}
         self.seconds = {s: self.families[0].Metric(labels=labels | {"stage": s}) for s in STAGES}
         self.users = self.families[1].Metric(labels=labels)
+        self.pending_seconds = dict.fromkeys(STAGES, 0.0)
+        self.pending_users = 0
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="genre-serve-metrics", daemon=True)
+        self.thread.start()
 
     def record(self, times: dict[str, float], users: int) -> None:
-        for stage, seconds in times.items():
-            self.seconds[stage].increment(seconds)
-        self.users.increment(users)
+        with self.lock:
+            for stage, seconds in times.items():
+                self.pending_seconds[stage] += seconds
+            self.pending_users += users
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.FLUSH_S):
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            seconds, users = self.pending_seconds, self.pending_users
+            self.pending_seconds, self.pending_users = dict.fromkeys(STAGES, 0.0), 0
+        for stage, value in seconds.items():
+            if value:
+                self.seconds[stage].increment(value)
+        if users:
+            self.users.increment(users)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=2 * self.FLUSH_S)
+        self.flush()
 
 
 class TritonPythonModel:
@@ -71,6 +107,10 @@ class TritonPythonModel:
         except Exception:  # noqa: BLE001 - metrics are optional (a server started with metrics off)
             self.metrics = None
 
+    def finalize(self):
+        if self.metrics is not None:
+            self.metrics.close()
+
     def execute(self, requests):
         responses = [None] * len(requests)
         parsed: list[tuple[int, list[Request]]] = []
@@ -86,18 +126,20 @@ class TritonPythonModel:
             times["id_mapping"] += time.perf_counter() - t0
         users = [u for _, us in parsed for u in us]
         try:
-            answers = self.recommender.recommend_batch(users, times)
+            answers = self.recommender.rank_batch(users, times)
         except Exception:  # noqa: BLE001 - find the request at fault: answer each alone
             answers = None
         offset = 0
+        t0 = time.perf_counter()
         for r, us in parsed:
             try:
                 mine = answers[offset : offset + len(us)] if answers is not None else \
-                    self.recommender.recommend_batch(us, times)
+                    self.recommender.rank_batch(us, times)
                 responses[r] = self._response(mine)
             except Exception as e:  # noqa: BLE001
                 responses[r] = error_response(f"internal error: {type(e).__name__}: {e}", invalid_argument=False)
             offset += len(us)
+        times["id_mapping"] += time.perf_counter() - t0
         if self.metrics is not None:
             self.metrics.record(times, len(users))
         return responses
@@ -121,15 +163,15 @@ class TritonPythonModel:
                 raise RequestError(f"user {b} of the batch: {e}" if rows > 1 else str(e)) from None
         return users
 
-    def _response(self, answers: list[Answer]):
+    def _response(self, answers: list[Ranking]):
+        ids = self.catalog.ids
         if not self.batched:
-            ids, scores = answers[0]
-            return tensor_response({fmt.ITEM_IDS: np.array([i.encode() for i in ids], dtype=np.object_),
-                                    fmt.SCORES: np.asarray(scores, np.float32)})
-        width = max((len(ids) for ids, _ in answers), default=0)
+            top, scores = answers[0]
+            return tensor_response({fmt.ITEM_IDS: ids.encoded(top), fmt.SCORES: np.asarray(scores, np.float32)})
+        width = max((len(top) for top, _ in answers), default=0)
         out_ids = np.full((len(answers), width), b"", dtype=np.object_)
         out_scores = np.full((len(answers), width), -np.inf, np.float32)
-        for b, (ids, scores) in enumerate(answers):
-            out_ids[b, : len(ids)] = [i.encode() for i in ids]
-            out_scores[b, : len(ids)] = scores
+        for b, (top, scores) in enumerate(answers):
+            out_ids[b, : len(top)] = ids.encoded(top)
+            out_scores[b, : len(top)] = scores
         return tensor_response({fmt.ITEM_IDS: out_ids, fmt.SCORES: out_scores})
