@@ -494,7 +494,7 @@ def main(argv=None) -> int:
             from genre_serve.export import model_configs as mc
             from genre_serve.export.repository import reconfigure
 
-            settings = [(1, "1"), (2, "1"), (4, "1"), (1, "2"), (2, "2")]
+            settings = [(1, "1"), (2, "1"), (3, "1"), (4, "1"), (1, "2"), (2, "2")]
             table = {}
             for instances, threads in settings:
                 reconfigure(repo, mc.ServingConfig(recommend_instances=instances, batch_instances=instances,
@@ -502,14 +502,18 @@ def main(argv=None) -> int:
                 with TritonServer(repo) as srv:
                     for name, batched in (("genre_recommend", False), ("genre_recommend_batch", True)):
                         sweep_level(srv.http_url, histories, 16, 2, batched=batched)  # warm-up
+                        alone = sweep_level(srv.http_url, histories, 1, args.seconds / 2, batched=batched)
                         level = sweep_level(srv.http_url, histories, 16, args.seconds, batched=batched)
                         table[f"{name}: {instances} instance(s), {threads} thread(s)"] = {
                             "rps": level.throughput_rps, "p50_ms": level.latency_ms.get("p50"),
-                            "p99_ms": level.latency_ms.get("p99"), "errors": sum(level.errors.values())}
-            print(f"\ninstances and threads, concurrency 16 (http), {args.seconds:.0f} s each")
-            print(f"{'setting':<56} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+                            "p99_ms": level.latency_ms.get("p99"), "errors": sum(level.errors.values()),
+                            "p50_ms_concurrency_1": alone.latency_ms.get("p50")}
+            print(f"\ninstances and threads (http): concurrency 16 for {args.seconds:.0f} s, "
+                  "concurrency 1 for half that")
+            print(f"{'setting':<56} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p50 at c=1':>11}")
             for name, r in table.items():
-                print(f"{name:<56} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+                print(f"{name:<56} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+                      f"{r['p50_ms_concurrency_1']:>11.2f}")
             report["threads"] = table
 
     args.json.parent.mkdir(parents=True, exist_ok=True)

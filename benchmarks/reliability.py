@@ -69,13 +69,15 @@ def phase_bad_inputs(server, catalog, max_k, crashes) -> dict:
     return {"model_inputs": rows, "raw_http": raw}
 
 
-def phase_batching(repo_src: Path, work: Path, crashes) -> list[dict]:
+def phase_batching(run_dir: Path, work: Path, histories, crashes) -> list[dict]:
+    """A bad request in a batch of genre_recommend_batch and of the standalone models
+    (exported for it: they are not in a default export)."""
     repo = work / "batching"
-    shutil.copytree(repo_src, repo)
-    reconfigure(repo, mc.ServingConfig(max_queue_delay_us=20_000))
+    export_run(run_dir, repo, serving=mc.ServingConfig(max_queue_delay_us=20_000), standalone_models=True)
     shapes = batching.served_shapes(repo)
     with TritonServer(repo) as server:
-        reports = [batching.retrieve_burst(server.http_url, shapes["num_items"], shapes["cf_dim"], shapes["ct_dim"],
+        reports = [batching.recommend_batch_burst(server.http_url, histories[:16], size=16),
+                   batching.retrieve_burst(server.http_url, shapes["num_items"], shapes["cf_dim"], shapes["ct_dim"],
                                            size=16),
                    batching.user_tower_burst(server.http_url, shapes["num_items"], shapes["max_history"], size=16)]
         crashes.check(server, "batch isolation")
@@ -429,7 +431,7 @@ def main(argv=None) -> int:
         print("[1/6] bad input")
         with TritonServer(base) as server:
             doc["bad_inputs"] = phase_bad_inputs(server, run.items.ids, doc["max_k"], crashes)
-        doc["batching"] = phase_batching(base, work, crashes)
+        doc["batching"] = phase_batching(args.run, work, histories, crashes)
         print("[2/6] overload")
         levels = [int(c) for c in args.overload_concurrency.split(",")]
         doc["overload"] = phase_overload(base, work, histories, levels, args.overload_duration_s, crashes)

@@ -27,7 +27,7 @@ def register(commands: Subparsers) -> None:
                    help="CPUs the server may use, for the instance rule (default: what this machine gives the "
                         "process: its cgroup quota or CPU affinity)")
     x.add_argument("--recommend-instances", type=int, default=None,
-                   help="instances of genre_recommend (default: two per CPU)")
+                   help="instances of genre_recommend (default: one per CPU, plus one)")
     x.add_argument("--batch-instances", type=int, default=None,
                    help="instances of genre_recommend_batch (default: one per CPU)")
     x.add_argument("--ort-threads", default=SERVING.ort_threads,

@@ -3,16 +3,19 @@ instances and threads they get, from the CPUs the server may use
 (`available_cpus`: the cgroup quota where there is one).
 
 The rule, measured on ml-latest-small (benchmarks/RESULTS.md, "instances and
-threads"; 2 CPUs, concurrency 16): one onnxruntime and one kernel thread per
-instance (2 threads per instance cut throughput to a fraction: a request's
-steps are too short for intra-op threads to pay for their wake-ups);
-genre_recommend two instances per CPU (each answers one request at a time
-and spends part of it waiting on the server's IPC: 4 instances gave 782
-requests/s, 2 gave 642, 1 gave 283); genre_recommend_batch one per CPU (one
-batch forms while another runs: 1,234 requests/s, against 1,129 with one
-instance and 1,193 with four). `export --cpus`, `--recommend-instances`,
-`--batch-instances`, `--ort-threads` and `--kernel-threads` override it; the
-thread counts travel in config.pbtxt `parameters` ("auto": the rule).
+threads"; 2 CPUs, HTTP): one onnxruntime and one kernel thread per instance
+(with 2 threads per instance throughput under load fell to a fraction: the
+intra-op threads wait for cores the other processes hold, and a request's
+steps are too short for them to pay off anyway); genre_recommend one
+instance per CPU plus one (each answers one request at a time and spends
+part of it in the server's IPC: at concurrency 16, 1 instance gave 189
+requests/s, 2 gave 644, 3 gave 750, 4 gave 750, while the p50 alone rose
+from 2.47 to 2.53, 2.64 and 2.70 ms as requests rotate over more processes'
+caches); genre_recommend_batch one per CPU (one batch forms while another
+runs: 1,096 requests/s with 2, 985 with 1, 1,073 with 4). `export --cpus`,
+`--recommend-instances`, `--batch-instances`, `--ort-threads` and
+`--kernel-threads` override it; the thread counts travel in config.pbtxt
+`parameters` ("auto": the rule).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def available_cpus() -> int:
 
 def default_instances(cpus: int) -> InstanceRule:
     cpus = max(1, int(cpus))
-    return InstanceRule(recommend_instances=2 * cpus, batch_instances=cpus)
+    return InstanceRule(recommend_instances=cpus + 1, batch_instances=cpus)
 
 
 def _count(value: str | int | None, name: str) -> int | None:

@@ -43,6 +43,7 @@ class LevelResult:
     latency_ms: dict[str, float] = field(default_factory=dict)  # answered requests
     error_latency_ms: dict[str, float] = field(default_factory=dict)  # failed ones (how fast a rejection is)
     server: dict[str, float] = field(default_factory=dict)
+    client_cpus: float = 0.0  # CPUs the load generator itself used (process time / wall time)
 
 
 def check_target(url: str, allow_remote: bool) -> None:
@@ -161,14 +162,15 @@ async def _run_level(make_client, module, histories, k, concurrency, duration_s,
                 error_latencies.append(time.perf_counter() - t0)
                 await asyncio.sleep(0.01)  # a refused connection must not become a busy loop
 
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     elapsed = time.perf_counter() - t_start
+    cpus = (time.process_time() - cpu_start) / elapsed
     for c in clients:
         await c.close()
     requests = len(latencies) + sum(errors.values())
     return LevelResult(concurrency, elapsed, requests, len(latencies), errors, len(latencies) / elapsed,
-                       percentiles_ms(latencies), percentiles_ms(error_latencies))
+                       percentiles_ms(latencies), percentiles_ms(error_latencies), client_cpus=cpus)
 
 
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
@@ -217,7 +219,7 @@ def run_sweep(url: str, histories: list[list[str]], concurrency: list[int], dura
 
 
 HEADER = (f"{'conc':>5} {'requests':>9} {'errors':>7} {'rps':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-          f"{'max ms':>8} {'srv queue':>9} {'srv compute':>11}")
+          f"{'max ms':>8} {'srv queue':>9} {'srv compute':>11} {'client CPUs':>11}")
 
 
 def format_row(r: LevelResult) -> str:
@@ -225,7 +227,8 @@ def format_row(r: LevelResult) -> str:
     q = r.server.get("queue_ms_avg", float("nan"))
     c = r.server.get("compute_ms_avg", float("nan"))
     return (f"{r.concurrency:>5} {r.requests:>9} {sum(r.errors.values()):>7} {r.throughput_rps:>8.1f} "
-            f"{lat['p50']:>8.2f} {lat['p95']:>8.2f} {lat['p99']:>8.2f} {lat['max']:>8.2f} {q:>9.2f} {c:>11.2f}")
+            f"{lat['p50']:>8.2f} {lat['p95']:>8.2f} {lat['p99']:>8.2f} {lat['max']:>8.2f} {q:>9.2f} {c:>11.2f} "
+            f"{r.client_cpus:>11.2f}")
 
 
 def to_json(results: list[LevelResult], **meta) -> dict:

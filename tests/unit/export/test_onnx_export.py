@@ -115,7 +115,7 @@ def test_config_pbtxt_is_valid_protobuf_with_dynamic_batching():
             assert not msg.dynamic_batching.HasField("default_queue_policy")
         if name != fmt.RECOMMEND:
             assert msg.max_batch_size == 32 and msg.dynamic_batching.max_queue_delay_microseconds == 500
-        want_instances = {fmt.RECOMMEND: 6, fmt.RECOMMEND_BATCH: 5}.get(name, 2)  # the rule (2 per CPU), or as given
+        want_instances = {fmt.RECOMMEND: 4, fmt.RECOMMEND_BATCH: 5}.get(name, 2)  # the rule (CPUs + 1), or as given
         assert msg.instance_group[0].count == want_instances, name
         assert msg.version_policy.latest.num_versions == 1
     assert docs[fmt.RECOMMEND]["max_batch_size"] == 0
