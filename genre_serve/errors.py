@@ -45,6 +45,10 @@ class ExportError(GenreServeError, ValueError):
     """The model repository or the export request is invalid."""
 
 
+class RepositoryBusyError(ExportError):
+    """Another process is writing a version into the same model repository."""
+
+
 class ExportCheckError(GenreServeError):
     """An exported model failed onnx.checker or disagreed with PyTorch."""
 

@@ -8,7 +8,13 @@ from pathlib import Path
 from genre_serve.cli.common import EXIT_OK, Subparsers, roll_out
 from genre_serve.errors import UsageError
 from genre_serve.export.serving_config import ServingConfig
-from genre_serve.formats.repository import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_K, DEFAULT_NEW_ITEMS, NEW_ITEM_RULES
+from genre_serve.formats.repository import (
+    DEFAULT_KEEP_VERSIONS,
+    DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_MAX_K,
+    DEFAULT_NEW_ITEMS,
+    NEW_ITEM_RULES,
+)
 
 SERVING = ServingConfig()
 
@@ -77,8 +83,12 @@ def _add_target(p) -> None:
 
 
 def _add_keep_versions(p) -> None:
+    """The flags of every command that writes a version: how many to keep, how long to wait for another writer."""
     p.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS,
                    help="versions kept on disk (default: %(default)s)")
+    p.add_argument("--lock-timeout-s", type=float, default=DEFAULT_LOCK_TIMEOUT_S,
+                   help="wait this long for another command writing the same repository (0: fail at once; "
+                        "default: %(default)s)")
 
 
 def _add_url(p) -> None:
@@ -110,7 +120,7 @@ def cmd_export(args) -> int:
         raise UsageError("--max-k: must be at least 1")
     result = export_run(args.run_dir, args.model_repository, args.version, serving, args.keep_versions,
                         max_k=args.max_k, new_items=args.new_items, new_item_bias=args.new_item_bias,
-                        standalone_models=args.standalone_models)
+                        standalone_models=args.standalone_models, lock_timeout_s=args.lock_timeout_s)
     diffs = ", ".join(f"{m} {d:.1e}" for m, d in result.max_abs_diff.items())
     print(f"exported version {result.version} to {result.repository} (onnxruntime vs PyTorch max |diff|: {diffs})")
     if result.removed_versions:
@@ -122,7 +132,7 @@ def cmd_export(args) -> int:
 def cmd_add_items(args) -> int:
     from genre_serve.export.add_items import add_items
 
-    repo, version, count = add_items(args.target, args.items, args.keep_versions)
+    repo, version, count = add_items(args.target, args.items, args.keep_versions, args.lock_timeout_s)
     print(f"added {count} item(s) as version {version} of {repo}")
     roll_out(args.url, version)
     return EXIT_OK
@@ -141,7 +151,7 @@ def cmd_refresh_popularity(args) -> int:
         if pd.isna(parsed):
             raise DataError(f"--at: cannot read {args.at!r} as a time (seconds since the epoch or a date)")
         at = int(parsed)
-    res = refresh_popularity(args.target, args.interactions, at, args.keep_versions)
+    res = refresh_popularity(args.target, args.interactions, at, args.keep_versions, args.lock_timeout_s)
     when = pd.Timestamp(res.at, unit="s", tz="UTC").isoformat()
     print(f"recent popularity at {when}: {res.counted} interaction(s) in the window; skipped "
           f"{res.unknown_items} row(s) with an item outside the catalog, {res.malformed} malformed; "

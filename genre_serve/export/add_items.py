@@ -70,8 +70,8 @@ def _append_rows(onnx_path: Path, rows: dict[str, np.ndarray]) -> None:
     fmt.replace_file(onnx_path, lambda tmp: onnx.save(model, str(tmp)))  # never in place: a hard link
 
 
-def add_items(target: str | Path, items_file: str | Path,
-              keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS) -> tuple[Path, int, int]:
+def add_items(target: str | Path, items_file: str | Path, keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS,
+              lock_timeout_s: float = fmt.DEFAULT_LOCK_TIMEOUT_S) -> tuple[Path, int, int]:
     """Returns (repository, new version, number of items added)."""
     repo = fmt.resolve_repository(target)
     added = []
@@ -90,5 +90,5 @@ def add_items(target: str | Path, items_file: str | Path,
         catalog.with_items(ids, titles).save(staging[fmt.RECOMMEND])
         added.extend(ids)
 
-    version = derive_version(repo, edit, keep_versions)
+    version = derive_version(repo, edit, keep_versions, lock_timeout_s)
     return repo, version, len(added)

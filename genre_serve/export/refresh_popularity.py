@@ -52,7 +52,8 @@ def read_log(path: str | Path, catalog_ids: fmt.ItemIds) -> tuple[np.ndarray, np
 
 
 def refresh_popularity(target: str | Path, interactions: str | Path, at: int | None = None,
-                       keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS) -> RefreshResult:
+                       keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS,
+                       lock_timeout_s: float = fmt.DEFAULT_LOCK_TIMEOUT_S) -> RefreshResult:
     repo = fmt.resolve_repository(target)
     result: dict = {}
 
@@ -73,5 +74,5 @@ def refresh_popularity(target: str | Path, interactions: str | Path, at: int | N
         (lo,), (hi,) = recent_counter.window_bounds(np.array([when]))
         result.update(at=when, counted=int(hi - lo), unknown_items=unknown, malformed=malformed)
 
-    version = derive_version(repo, edit, keep_versions)
+    version = derive_version(repo, edit, keep_versions, lock_timeout_s)
     return RefreshResult(repo, version, **result)

@@ -103,12 +103,14 @@ def export_run(
     new_items: str = fmt.DEFAULT_NEW_ITEMS,
     new_item_bias: float | None = None,
     standalone_models: bool = False,
+    lock_timeout_s: float = fmt.DEFAULT_LOCK_TIMEOUT_S,
 ) -> ExportResult:
     """`new_item_bias`: added to the content score of items without CF
     signal (None: the one the run fitted on validation). `standalone_models`:
     also write genre_user_tower, genre_retrieve and genre_ranker (for clients
     that orchestrate their own pipeline); a repository that has them keeps
-    getting them."""
+    getting them. The repository's writer lock is held throughout (a second
+    writer waits up to `lock_timeout_s`)."""
     try:
         fmt.check_new_item_rule(new_items)
     except ValueError as e:
@@ -117,7 +119,14 @@ def export_run(
         raise ExportError(f"--new-item-bias must be a finite number, got {new_item_bias}")
     run = load_run(run_dir)
     repo = Path(repository)
-    repo.mkdir(parents=True, exist_ok=True)
+    with fmt.writer_lock(repo, lock_timeout_s):
+        return _export_locked(run, repo, version, serving, keep_versions, depth, max_k, new_items, new_item_bias,
+                              standalone_models)
+
+
+def _export_locked(run: Run, repo: Path, version: int | None, serving: ServingConfig, keep_versions: int,
+                   depth: int | None, max_k: int, new_items: str, new_item_bias: float | None,
+                   standalone_models: bool) -> ExportResult:
     version = fmt.next_version(repo) if version is None else version
     if version <= 0:
         raise ExportError(f"--version must be positive, got {version}")
@@ -151,24 +160,28 @@ def export_run(
 
 
 def derive_version(repository: Path, edit: Callable[[dict[str, Path], dict[str, Path]], None],
-                   keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS) -> int:
+                   keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS,
+                   lock_timeout_s: float = fmt.DEFAULT_LOCK_TIMEOUT_S) -> int:
     """A new version of every model from the latest one, changed by
     `edit(latest folders, new folders)` before anything is published (staged
     and renamed into place; on any error nothing is published). The edit
     writes genre_recommend's folder (files are replaced, never written in
     place: the new folders start as hard links of the latest ones); the other
-    entry point and genre_retrieve get its files after. Returns the new version."""
-    # Every version complete (all models, all files, valid ONNX, this format):
-    # one clear error, not a traceback.
-    fmt.check_repository(repository)
-    latest = fmt.latest_version(repository)
+    entry point and genre_retrieve get its files after. Returns the new version.
+    The repository's writer lock is held throughout."""
     if keep_versions < 1:
         raise ExportError("keep_versions must be at least 1")
-    version = fmt.next_version(repository)
-    with fmt.staged_version(repository, version, copy_from=latest) as staging:
-        edit(fmt.version_dirs(repository, latest), staging)
-        fmt.share_recommend_files(staging)
-    fmt.prune_versions(repository, keep_versions)
+    fmt.check_repository(repository)  # before waiting: a wrong target fails at once
+    with fmt.writer_lock(repository, lock_timeout_s):
+        # Every version complete (all models, all files, valid ONNX, this format):
+        # one clear error, not a traceback. Again under the lock: a writer we waited for may have changed it.
+        fmt.check_repository(repository)
+        latest = fmt.latest_version(repository)
+        version = fmt.next_version(repository)
+        with fmt.staged_version(repository, version, copy_from=latest) as staging:
+            edit(fmt.version_dirs(repository, latest), staging)
+            fmt.share_recommend_files(staging)
+        fmt.prune_versions(repository, keep_versions)
     return version
 
 

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from genre_serve.errors import ExportError
+from genre_serve.errors import ExportError, RepositoryBusyError
 
 FORMAT_VERSION = 3
 
@@ -412,6 +412,57 @@ class TokenizerFiles:
     def load(cls, version_dir: Path) -> TokenizerFiles:
         folder = cls.folder_of(version_dir)
         return cls(folder, int(_read_json(folder / TOKENIZER_SETTINGS)["max_length"]))
+
+
+# -- one writer at a time ---------------------------------------------------------
+LOCK_FILE = ".genre_serve.lock"  # in the repository's root: Triton only reads its folders
+DEFAULT_LOCK_TIMEOUT_S = 120.0
+
+
+@contextlib.contextmanager
+def writer_lock(repository: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Holds the repository's writer lock (an flock on LOCK_FILE, released by
+    the kernel if the holder dies): every command that writes a version takes
+    it, so two writers never pick the same version number or stage into the
+    same folders. A second writer waits up to `timeout_s` (0: not at all),
+    then raises RepositoryBusyError naming the holder."""
+    import fcntl
+    import time
+
+    repository = Path(repository)
+    repository.mkdir(parents=True, exist_ok=True)
+    with open(repository / LOCK_FILE, "a+") as f:
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    f.seek(0)
+                    holder = f.read().strip() or "another process"
+                    raise RepositoryBusyError(
+                        f"{repository} is being written by {holder}; waited {timeout_s:g} s "
+                        "(retry when it is done, or pass a longer --lock-timeout-s)") from None
+                time.sleep(0.05)
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} ({' '.join(_command_line())}, since {time.strftime('%H:%M:%S')})")
+            f.flush()
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            f.flush()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _command_line() -> list[str]:
+    import sys
+
+    argv = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv and sys.argv[0] else ["python"]
+    return argv[:6] + (["..."] if len(argv) > 6 else [])
 
 
 # -- versions -----------------------------------------------------------------
