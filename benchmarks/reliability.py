@@ -122,7 +122,7 @@ def phase_rollout(repo_src: Path, work: Path, run_dir: Path, histories, crashes)
                     version = export_run(run_dir, repo).version
                 else:
                     _, version, _ = add_items(repo, new_items)
-                load_latest(server.http_url)
+                load_latest(server.http_url, control_key=server.control_key)
                 switched = time.monotonic()
                 traffic.wait_for_answers(200, since=switched)
                 after = [o for o in traffic.outcomes if o.started >= switched]
@@ -185,7 +185,7 @@ def phase_fuzz(asan: bool, examples: int) -> dict:
 
 
 def security_facts(repo: Path) -> list[dict]:
-    server = TritonServer(repo, http_port=8000, grpc_port=8001, metrics_port=8002)
+    server = TritonServer(repo, http_port=8000, grpc_port=8001, metrics_port=8002, control_key="<random key>")
     args = server.command(Path("<backends>"))
     proc = subprocess.run([PYTEST, "tests/unit/test_security_defaults.py", "-q",
                            "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
@@ -194,6 +194,8 @@ def security_facts(repo: Path) -> list[dict]:
          "outcome": " ".join(a for a in args if "-address=" in a)},
         {"check": "models load from the given repository only, explicit model control",
          "outcome": " ".join(a for a in args if a.startswith(("--model-repository", "--model-control-mode")))},
+        {"check": "model control (load, unload, repository index) needs the server's key; inference stays open",
+         "outcome": " ".join(a.split(":")[0] + ":...=<random key>" for a in args if "restricted" in a)},
         {"check": "tests/unit/test_security_defaults.py (loopback, one repository, no shell anywhere)",
          "outcome": "passed" if proc.returncode == 0 else "FAILED: " + proc.stdout[-300:]},
         {"check": "load tests refuse non-loopback targets unless --allow-remote",

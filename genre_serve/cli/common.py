@@ -55,10 +55,13 @@ def train_config(args):
     return dataclasses.replace(cfg, **overrides)
 
 
-def roll_out(url: str | None, version: int) -> None:
-    """Loads the repository's newest version into the server at `url`, if given."""
+def roll_out(url: str | None, version: int, repository=None) -> None:
+    """Loads the repository's newest version into the server at `url`, if
+    given, with the server's model-control key (GENRE_SERVE_CONTROL_KEY, else
+    the key file `serve` wrote into `repository`)."""
     if url:
         from genre_serve.client.model_control import load_latest
+        from genre_serve.formats.repository import control_key_of
 
-        load_latest(url)
+        load_latest(url, control_key=control_key_of(repository))
         print(f"server at {url} now serves version {version}")

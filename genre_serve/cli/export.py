@@ -125,7 +125,7 @@ def cmd_export(args) -> int:
     print(f"exported version {result.version} to {result.repository} (onnxruntime vs PyTorch max |diff|: {diffs})")
     if result.removed_versions:
         print(f"removed old versions {result.removed_versions}")
-    roll_out(args.url, result.version)
+    roll_out(args.url, result.version, result.repository)
     return EXIT_OK
 
 
@@ -134,7 +134,7 @@ def cmd_add_items(args) -> int:
 
     repo, version, count = add_items(args.target, args.items, args.keep_versions, args.lock_timeout_s)
     print(f"added {count} item(s) as version {version} of {repo}")
-    roll_out(args.url, version)
+    roll_out(args.url, version, repo)
     return EXIT_OK
 
 
@@ -156,5 +156,5 @@ def cmd_refresh_popularity(args) -> int:
     print(f"recent popularity at {when}: {res.counted} interaction(s) in the window; skipped "
           f"{res.unknown_items} row(s) with an item outside the catalog, {res.malformed} malformed; "
           f"version {res.version} of {res.repository}")
-    roll_out(args.url, res.version)
+    roll_out(args.url, res.version, res.repository)
     return EXIT_OK

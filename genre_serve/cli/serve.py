@@ -22,6 +22,12 @@ def register(commands: Subparsers) -> None:
     s.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
     s.add_argument("--log-verbose", type=int, default=0)
     s.add_argument("--quiet", action="store_true", help="do not forward the server's log")
+    s.add_argument("--control-key",
+                   help="the key model control (load, unload, repository index) needs in the genre-serve-control-key "
+                        "header (default: GENRE_SERVE_CONTROL_KEY, else REPO/.genre_serve.control_key, made with "
+                        "a random key if missing)")
+    s.add_argument("--open-control", action="store_true",
+                   help="leave model control open to every client (not recommended beyond loopback)")
     s.set_defaults(handler=cmd_serve)
 
     r = commands.add_parser("recommend", help="ask a running server for recommendations")
@@ -59,13 +65,17 @@ def _add_request_args(p) -> None:
 
 
 def cmd_serve(args) -> int:
+    import os
     import signal
     import threading
 
+    from genre_serve.formats.repository import CONTROL_HEADER, CONTROL_KEY_ENV, CONTROL_KEY_FILE
     from genre_serve.serving.launcher import TritonServer
 
     server = TritonServer(args.model_repository, args.host, args.http_port, args.grpc_port, args.metrics_port,
-                          log_verbose=args.log_verbose, forward_logs=not args.quiet)
+                          log_verbose=args.log_verbose, forward_logs=not args.quiet,
+                          control_key=args.control_key or os.environ.get(CONTROL_KEY_ENV) or None,
+                          restrict_control=not args.open_control)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -73,6 +83,13 @@ def cmd_serve(args) -> int:
     try:
         print(f"genre_serve is ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}",
               flush=True)
+        if args.open_control:
+            print("model control is open to every client (--open-control)", flush=True)
+        else:
+            where = "the key you gave" if (args.control_key or os.environ.get(CONTROL_KEY_ENV)) else \
+                f"the key in {server.model_repository / CONTROL_KEY_FILE}"
+            print(f"model control (load, unload) needs the {CONTROL_HEADER} header with {where}; "
+                  "export/add-items/refresh-popularity --url read it from there", flush=True)
         print("Ctrl-C stops it.", flush=True)
         while not stop.wait(0.5):
             if not server.running:

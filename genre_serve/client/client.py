@@ -155,11 +155,10 @@ class GenreClient(ClientCore):
         name = model or self.model
 
         def fetch() -> list[int]:
-            index = self._client.get_model_repository_index()
-            if self.protocol == "grpc":
-                index = [{"name": m.name, "version": m.version, "state": m.state} for m in index.models]
-            return sorted(int(m["version"]) for m in index
-                          if m.get("name") == name and m.get("state") == "READY" and m.get("version"))
+            # Model metadata, not the repository index: that is model control, which needs the server's key.
+            metadata = self._client.get_model_metadata(name)
+            versions = metadata["versions"] if isinstance(metadata, dict) else metadata.versions
+            return sorted(int(v) for v in versions)
 
         return self._with_retries(fetch)
 

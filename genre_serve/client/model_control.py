@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from genre_serve.client.core import classify, protocol_module
-from genre_serve.formats.repository import MODELS
+from genre_serve.formats.repository import CONTROL_KEY_ENV, MODELS, control_headers
 
 
 def _index_names(index: Any) -> set[str]:
@@ -17,16 +17,20 @@ def _index_names(index: Any) -> set[str]:
     return {e["name"] if isinstance(e, dict) else e.name for e in entries}
 
 
-def load_latest(url: str, protocol: str = "http") -> None:
+def load_latest(url: str, protocol: str = "http", control_key: str | None = None) -> None:
     """Loads the repository's newest version into the server at `url`, in
-    MODELS order (the entry points last)."""
+    MODELS order (the entry points last). `control_key`: the server's
+    model-control key (default: GENRE_SERVE_CONTROL_KEY)."""
+    import os
+
+    headers = control_headers(control_key or os.environ.get(CONTROL_KEY_ENV), protocol)
     client = protocol_module(protocol).InferenceServerClient(url)
     try:
         try:
-            present = _index_names(client.get_model_repository_index())
+            present = _index_names(client.get_model_repository_index(headers=headers))
             for model in MODELS:
                 if model in present:
-                    client.load_model(model)
+                    client.load_model(model, headers=headers)
         except Exception as e:  # noqa: BLE001 - classified
             raise classify(e) from e
     finally:

@@ -465,6 +465,61 @@ def _command_line() -> list[str]:
     return argv[:6] + (["..."] if len(argv) > 6 else [])
 
 
+# -- the model-control key -----------------------------------------------------------
+# Triton's model-repository API (load, unload, index) answers only requests
+# with this header and the server's key (--http-restricted-api /
+# --grpc-restricted-protocol); inference, health and metadata stay open.
+CONTROL_HEADER = "genre-serve-control-key"
+CONTROL_KEY_FILE = ".genre_serve.control_key"  # in the repository's root, readable by its owner only
+CONTROL_KEY_ENV = "GENRE_SERVE_CONTROL_KEY"
+
+
+def control_headers(key: str | None, protocol: str) -> dict[str, str] | None:
+    """The request headers (HTTP) or metadata (gRPC: Triton expects the
+    `triton-grpc-protocol-` prefix there) that carry the key."""
+    if not key:
+        return None
+    name = CONTROL_HEADER if protocol == "http" else f"triton-grpc-protocol-{CONTROL_HEADER}"
+    return {name: key}
+
+
+def serving_control_key(repository: Path) -> str:
+    """The key of the repository's key file, or a fresh random one written
+    there (mode 0600) where the repository is writable: the commands that
+    write versions into it read it from there to load them, and every server
+    of one repository shares it (delete the file to rotate it)."""
+    import secrets
+
+    path = Path(repository) / CONTROL_KEY_FILE
+    try:
+        existing = path.read_text().strip()
+        if existing:
+            return existing
+    except OSError:
+        pass
+    key = secrets.token_urlsafe(24)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        os.chmod(path, 0o600)
+    except OSError:
+        pass  # a read-only repository: the key stays with the process that started the server
+    return key
+
+
+def control_key_of(repository: Path | None) -> str | None:
+    """The key for a server of `repository`: GENRE_SERVE_CONTROL_KEY, else the repository's key file."""
+    if os.environ.get(CONTROL_KEY_ENV):
+        return os.environ[CONTROL_KEY_ENV]
+    if repository is None:
+        return None
+    try:
+        return (Path(repository) / CONTROL_KEY_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
 # -- versions -----------------------------------------------------------------
 def models_of(repository: Path) -> tuple[str, ...]:
     """The models a repository serves (those with a config.pbtxt), in MODELS order."""

@@ -132,6 +132,11 @@ class TritonServer:
     forward_logs: bool = False
     extra_args: list[str] = field(default_factory=list)
     check_format: bool = True  # False: any Triton repository (the benchmarks' trivial floor model)
+    # The model-repository API (load, unload, index) needs this key in the
+    # genre-serve-control-key header; None: the repository's key file (made
+    # with a new random key if missing). restrict_control=False leaves the API open.
+    control_key: str | None = None
+    restrict_control: bool = True
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _workdir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
     _log: deque = field(default_factory=lambda: deque(maxlen=200), init=False, repr=False)
@@ -167,6 +172,11 @@ class TritonServer:
         ]
         if self.model_control == "explicit":
             args.append("--load-model=*")
+        if self.restrict_control and self.control_key:
+            from genre_serve.formats.repository import CONTROL_HEADER
+
+            args += [f"--http-restricted-api=model-repository:{CONTROL_HEADER}={self.control_key}",
+                     f"--grpc-restricted-protocol=model-repository:{CONTROL_HEADER}={self.control_key}"]
         return args + list(self.extra_args)
 
     def start(self, timeout_s: float = 180.0) -> TritonServer:
@@ -176,6 +186,10 @@ class TritonServer:
         if self.check_format:
             check_repository(repo)  # one clear line now, rather than a failed model load in the server log
         self.model_repository = repo.resolve()
+        if self.restrict_control and self.control_key is None:
+            from genre_serve.formats.repository import serving_control_key
+
+            self.control_key = serving_control_key(self.model_repository)
         for name in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(self, name)
             if port is None:

@@ -31,7 +31,7 @@ def test_added_items_are_served_after_a_rollout_without_failed_requests(reposito
             traffic.wait_for_answers(5)
             _, version, count = add_items(repo, tmp_path / "new.csv")
             assert (version, count) == (2, 2)
-            load_latest(server.http_url)
+            load_latest(server.http_url, control_key=server.control_key)
             switched = time.monotonic()
             traffic.wait_for_answers(5, since=switched)
         summary = traffic.summary()

@@ -47,3 +47,13 @@ def test_nothing_is_passed_to_a_shell():
                 if kw.arg == "shell" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
                     offenders.append(f"{path}:{call.lineno} shell=")
     assert not offenders, offenders
+
+
+def test_model_control_is_restricted_to_the_servers_key(tmp_path):
+    args = TritonServer(tmp_path / "repo", http_port=1, grpc_port=2, metrics_port=3, control_key="k1").command(
+        tmp_path / "b")
+    assert "--http-restricted-api=model-repository:genre-serve-control-key=k1" in args
+    assert "--grpc-restricted-protocol=model-repository:genre-serve-control-key=k1" in args
+    assert not [a for a in TritonServer(tmp_path / "repo", http_port=1, grpc_port=2, metrics_port=3,
+                                        control_key="k1", restrict_control=False).command(tmp_path / "b")
+                if "restricted" in a]
