@@ -32,18 +32,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is, so that its cleanup (staging
+    folders, partial files) runs as it does for Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # `serve` installs its own handler
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"genre-serve {args.command}: interrupted; nothing half-written was published", file=sys.stderr)
         return 130
-    except (GenreServeError, FileNotFoundError, PermissionError) as e:
+    except Terminated:
+        print(f"genre-serve {args.command}: terminated (SIGTERM); nothing half-written was published",
+              file=sys.stderr)
+        return 143
+    except (GenreServeError, OSError) as e:
         if args.debug:
             raise
-        print(f"genre-serve {args.command}: error: {e}", file=sys.stderr)
+        print(f"genre-serve {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, ValueError) else EXIT_FAILURE
+
+
+def _one_line(e: BaseException) -> str:
+    """An OSError as its cause and path (`[Errno 28] No space left on device: '/x'`), anything else as itself."""
+    if isinstance(e, OSError) and e.strerror:
+        where = f": {e.filename!r}" if e.filename else ""
+        return f"{e.strerror}{where}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ repository never sees half a version. The repository keeps the newest
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +121,29 @@ def export_run(
         raise ExportError(f"--new-item-bias must be a finite number, got {new_item_bias}")
     run = load_run(run_dir)
     repo = Path(repository)
-    with fmt.writer_lock(repo, lock_timeout_s):
-        return _export_locked(run, repo, version, serving, keep_versions, depth, max_k, new_items, new_item_bias,
-                              standalone_models)
+    created = not repo.exists()
+    try:
+        with fmt.writer_lock(repo, lock_timeout_s):
+            fmt.remove_stale_staging(repo)
+            fresh = not any(fmt.versions_of(repo, m) for m in fmt.MODELS)
+            try:
+                return _export_locked(run, repo, version, serving, keep_versions, depth, max_k, new_items,
+                                      new_item_bias, standalone_models)
+            except BaseException:
+                if fresh and not created:
+                    _remove_configs(repo)  # a first export that failed leaves the folder as it found it
+                raise
+    except BaseException:
+        if created:
+            shutil.rmtree(repo, ignore_errors=True)
+        raise
+
+
+def _remove_configs(repo: Path) -> None:
+    for m in fmt.MODELS:
+        (repo / m / fmt.CONFIG_PBTXT).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (repo / m).rmdir()  # only if empty
 
 
 def _export_locked(run: Run, repo: Path, version: int | None, serving: ServingConfig, keep_versions: int,
@@ -176,6 +198,7 @@ def derive_version(repository: Path, edit: Callable[[dict[str, Path], dict[str, 
         # Every version complete (all models, all files, valid ONNX, this format):
         # one clear error, not a traceback. Again under the lock: a writer we waited for may have changed it.
         fmt.check_repository(repository)
+        fmt.remove_stale_staging(repository)
         latest = fmt.latest_version(repository)
         version = fmt.next_version(repository)
         with fmt.staged_version(repository, version, copy_from=latest) as staging:

@@ -458,6 +458,16 @@ def writer_lock(repository: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> 
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def remove_stale_staging(repository: Path) -> list[Path]:
+    """Staging folders a killed writer left (never served: Triton reads only
+    numbered version folders). Call with the writer lock held: then no other
+    writer can be using one."""
+    stale = [p for m in MODELS for p in (Path(repository) / m).glob(".*.staging") if p.is_dir()]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
 def _command_line() -> list[str]:
     import sys
 
