@@ -161,9 +161,7 @@ def _export_locked(run: Run, repo: Path, version: int | None, serving: ServingCo
         raise ExportError(f"{repo}: exported by an older genre_serve (repository format below "
                           f"{fmt.FORMAT_VERSION}); export into a new repository")
     model, cfg = run.model.eval(), run.config
-    models = fmt.DEFAULT_MODELS + (fmt.STANDALONE_MODELS if standalone_models or fmt.has_standalone_models(repo)
-                                   else ())
-    models = tuple(m for m in fmt.MODELS if m in models)
+    models = fmt.models_to_serve(standalone_models or fmt.has_standalone_models(repo))
     write_configs(repo, serving, cfg.model.cf_dim, cfg.model.dim, cfg.model.max_history, models)
     result = ExportResult(repo, version)
     with fmt.staged_version(repo, version, models=models) as staging:

@@ -501,12 +501,9 @@ def serving_control_key(repository: Path) -> str:
     import secrets
 
     path = Path(repository) / CONTROL_KEY_FILE
-    try:
-        existing = path.read_text().strip()
-        if existing:
-            return existing
-    except OSError:
-        pass
+    existing = _key_in_file(path)
+    if existing:
+        return existing
     key = secrets.token_urlsafe(24)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -522,10 +519,12 @@ def control_key_of(repository: Path | None) -> str | None:
     """The key for a server of `repository`: GENRE_SERVE_CONTROL_KEY, else the repository's key file."""
     if os.environ.get(CONTROL_KEY_ENV):
         return os.environ[CONTROL_KEY_ENV]
-    if repository is None:
-        return None
+    return None if repository is None else _key_in_file(Path(repository) / CONTROL_KEY_FILE)
+
+
+def _key_in_file(path: Path) -> str | None:
     try:
-        return (Path(repository) / CONTROL_KEY_FILE).read_text().strip() or None
+        return path.read_text().strip() or None
     except OSError:
         return None
 
@@ -537,7 +536,13 @@ def models_of(repository: Path) -> tuple[str, ...]:
 
 
 def has_standalone_models(repository: Path) -> bool:
-    return any((Path(repository) / m / CONFIG_PBTXT).is_file() for m in STANDALONE_MODELS)
+    return any(m in STANDALONE_MODELS for m in models_of(repository))
+
+
+def models_to_serve(standalone: bool) -> tuple[str, ...]:
+    """The models of a repository with or without the standalone ones, in MODELS order."""
+    chosen = DEFAULT_MODELS + (STANDALONE_MODELS if standalone else ())
+    return tuple(m for m in MODELS if m in chosen)
 
 
 def versions_of(repository: Path, model: str) -> list[int]:
@@ -657,7 +662,7 @@ def check_repository(repository: str | Path) -> list[int]:
     present = models_of(repo)
     if not present:
         raise ExportError(f"{repo} holds no genre_serve model: run `genre-serve export` first")
-    required = DEFAULT_MODELS + (STANDALONE_MODELS if has_standalone_models(repo) else ())
+    required = models_to_serve(has_standalone_models(repo))
     missing = [m for m in required if m not in present]
     if RECOMMEND in present and RECOMMEND_BATCH in missing:  # format 1 and 2 had no batched entry point
         raise ExportError(f"{repo}: exported by an older genre_serve (before repository format {FORMAT_VERSION}, "
@@ -667,6 +672,8 @@ def check_repository(repository: str | Path) -> list[int]:
     versions = versions_of(repo, RECOMMEND)
     if not versions:
         raise ExportError(f"{repo}/{RECOMMEND} has no version folder: run `genre-serve export` first")
+    # ONNX files checked, by (device, inode): genre_recommend_batch's are hard links of genre_recommend's.
+    checked: set[tuple[int, int]] = set()
     for v in versions:
         for m, folder in version_dirs(repo, v, required).items():
             if not folder.is_dir():
@@ -678,10 +685,13 @@ def check_repository(repository: str | Path) -> list[int]:
                 if not (folder / name).is_file():
                     raise ExportError(f"{folder / name}: missing")
             for name in VERSION_FILES[m]:
-                if name.endswith(".onnx"):
-                    try:
-                        onnx.checker.check_model(str(folder / name))
-                    except Exception as e:  # noqa: BLE001 - any parse/check failure means the same to the user
-                        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                        raise ExportError(f"{folder / name}: not a valid ONNX model ({first})") from None
+                stat = (folder / name).stat()
+                if not name.endswith(".onnx") or (stat.st_dev, stat.st_ino) in checked:
+                    continue
+                checked.add((stat.st_dev, stat.st_ino))
+                try:
+                    onnx.checker.check_model(str(folder / name))
+                except Exception as e:  # noqa: BLE001 - any parse/check failure means the same to the user
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise ExportError(f"{folder / name}: not a valid ONNX model ({first})") from None
     return versions

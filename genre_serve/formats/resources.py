@@ -71,10 +71,9 @@ def _count(value: str | int | None, name: str) -> int | None:
     return n
 
 
-def thread_settings(params: dict[str, str], cpus: int) -> ThreadSettings:
+def thread_settings(params: dict[str, str]) -> ThreadSettings:
     """The threads of one instance: the config's parameters, else one of each
-    (see the module docstring for why)."""
-    del cpus  # the rule gives one thread whatever the CPU count; kept for an explicit signature
+    whatever the CPU count (see the module docstring for why)."""
     ort = _count(params.get(ORT_THREADS), ORT_THREADS) or 1
     kernel = _count(params.get(KERNEL_THREADS), KERNEL_THREADS) or 1
     return ThreadSettings(ort, kernel)

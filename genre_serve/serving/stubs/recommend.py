@@ -32,7 +32,7 @@ import triton_python_backend_utils as pb_utils
 
 from genre_serve.errors import RequestError
 from genre_serve.formats import repository as fmt
-from genre_serve.formats.resources import available_cpus, thread_settings
+from genre_serve.formats.resources import thread_settings
 from genre_serve.serving.recommend_logic import Request, parse_request
 from genre_serve.serving.recommender import STAGES, Ranking, VersionRecommender
 from genre_serve.serving.stubs.responses import error_response, optional_input, tensor_response
@@ -98,7 +98,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.batched = int(config.get("max_batch_size", 0)) > 0
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        threads = thread_settings(params, available_cpus())
+        threads = thread_settings(params)
         folder = Path(args["model_repository"]) / args["model_version"]
         self.recommender = VersionRecommender(folder, threads.ort_threads, threads.kernel_threads)
         self.catalog = self.recommender.catalog
