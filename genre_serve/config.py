@@ -34,14 +34,18 @@ LEGACY_ENV_PREFIX = "GENRE_SERVE_"
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    epochs: int = 15
-    batch_size: int = 256
+    epochs: int = 40
+    batch_size: int = 256  # training positions per step (attention encoder) and ranker lists per step
+    sequence_batch_size: int = 16  # users (windows) per step of the transformer encoder
+    # The catalog products of the transformer's loss in bfloat16: "auto" where
+    # the CPU has native bf16 (models/sequence.py:native_bf16), "on", "off".
+    bf16: str = "auto"
     lr: float = 2e-3
     lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 10% of lr over the epochs)
     weight_decay: float = 0.0
     aux_weight: float = 0.5  # weight of the CF-only and content-only losses
-    ema_decay: float = 0.998  # > 0: validate and keep an exponential moving average of the weights (0: off)
-    patience: int = 8  # epochs without a better validation NDCG@10 before stopping
+    ema_decay: float = 0.995  # > 0: validate and keep an exponential moving average of the weights (0: off)
+    patience: int = 15  # epochs without a better validation NDCG@10 before stopping
     num_negatives: int = 0  # 0: softmax over the whole catalog; > 0: sampled softmax
     max_positions_per_user: int = 100  # training targets drawn per user per epoch (most recent)
     target_window: int = 20  # > 1: the target is drawn from the next `target_window` items
@@ -50,6 +54,9 @@ class TrainConfig:
     ranker_positions_per_user: int = 5  # the last training positions of each user train the ranker
     ranker_holdout: bool = False  # hold those positions out of retrieval training
     item_dropout: float = 0.0  # share of items trained as if they had no CF signal (cold-start)
+    # After selection on the split, fit the served model on every interaction
+    # with the selected epochs and fusion (train: the deployment fit).
+    refit: bool = True
     calibrate_fusion: bool = True  # fit alpha, the recent-popularity weight and the new-item bias on validation
     # The CF item vectors' learning rate relative to lr: they start from ALS
     # factors and at the full rate memorise the targets (cf_init "random": use 1).

@@ -52,6 +52,8 @@ def train_config(args):
     cfg = TrainConfig.from_toml(args.config) if getattr(args, "config", None) else TrainConfig()
     cfg = cfg.with_env()
     overrides = {k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k, None) is not None}
+    if getattr(args, "no_refit", False):
+        overrides["refit"] = False
     return dataclasses.replace(cfg, **overrides)
 
 

@@ -44,15 +44,20 @@ def cmd_quickstart(args) -> int:
     with TritonServer(repo) as server:
         print(f"      ready: HTTP {server.http_url}  gRPC {server.grpc_url}")
         test = run.split.stage("test")
-        history = run.items.external(test.histories[0][-10:])
+        history = run.items.external(test.histories[0])
         titles = dict(zip(run.items.ids, run.titles, strict=True))
         with GenreClient(server.http_url) as client:
-            recs = client.recommend(history, k=10)
-        print(f"[5/5] user {run.meta['users'][test.users[0]]} recently watched:")
+            recs = client.recommend(history, k=10, explain=True)
+        print(f"[5/5] user {run.meta['users'][test.users[0]]} ({len(history)} movies) recently watched:")
         for i in history[-5:]:
             print(f"        {titles.get(i, i)}")
-        print("      genre_serve recommends:")
+        print("      genre_serve recommends (and the watched movie each is closest to):")
         for rank, r in enumerate(recs, 1):
-            print(f"  {rank:>3}. {titles.get(r.item_id, r.item_id):<60} {r.score:.3f}")
+            because = f"because you watched {_short(titles.get(r.because, r.because))}" if r.because else ""
+            print(f"  {rank:>3}. {_short(titles.get(r.item_id, r.item_id), 44):<44} {r.score:7.3f}  {because}")
     print(f"done. Serve it again with: genre-serve serve --model-repository {repo}")
     return EXIT_OK
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

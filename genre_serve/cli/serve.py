@@ -35,6 +35,8 @@ def register(commands: Subparsers) -> None:
     r.add_argument("--history", required=True, help="item ids, comma separated, oldest first ('' for a cold user)")
     r.add_argument("--scenario")
     r.add_argument("--alpha", type=float)
+    r.add_argument("--explain", action="store_true",
+                   help="also say, per item, the history item it is closest to (because you watched ...)")
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.set_defaults(handler=cmd_recommend)
 
@@ -106,12 +108,14 @@ def cmd_recommend(args) -> int:
 
     history = [h.strip() for h in args.history.split(",") if h.strip()]
     with GenreClient(args.url, args.protocol, timeout_s=args.timeout_s) as client:
-        recs = client.recommend(history, args.k, args.scenario, args.alpha)
+        recs = client.recommend(history, args.k, args.scenario, args.alpha, explain=args.explain)
     if args.json:
-        print(json.dumps([{"item_id": r.item_id, "score": r.score} for r in recs]))
+        print(json.dumps([{"item_id": r.item_id, "score": r.score, **({"because": r.because} if args.explain else {})}
+                          for r in recs]))
     else:
         for rank, r in enumerate(recs, 1):
-            print(f"{rank:>3}. {r.item_id:<20} {r.score:.4f}")
+            because = f"  because of {r.because}" if args.explain and r.because else ""
+            print(f"{rank:>3}. {r.item_id:<20} {r.score:.4f}{because}")
     return EXIT_OK
 
 

@@ -15,6 +15,8 @@ def register(commands: Subparsers) -> None:
     t.add_argument("--config", type=Path, help="a TOML file with [model], [data] tables and training keys")
     t.add_argument("--epochs", type=int, help="override the training epochs")
     t.add_argument("--seed", type=int, help="override the seed")
+    t.add_argument("--no-refit", action="store_true",
+                   help="serve the selection-stage model instead of refitting it on every interaction")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(handler=cmd_train)
 
@@ -48,7 +50,8 @@ def evaluate(run_dir: Path, stage: str = "test", with_baselines: bool = True, pr
     from genre_serve.evaluation.report import format_table
     from genre_serve.formats.run_dir import load_run
 
-    report = evaluate_run(load_run(run_dir), stage, with_baselines=with_baselines, progress=progress)
+    run = load_run(run_dir, weights="selection")  # the served weights may have trained on the split's test
+    report = evaluate_run(run, stage, with_baselines=with_baselines, progress=progress)
     print(format_table(report))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

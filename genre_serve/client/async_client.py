@@ -21,6 +21,7 @@ from genre_serve.client.core import (
     parse_recommendations,
     recommend_arrays,
     recommend_batch_arrays,
+    recommend_outputs,
 )
 from genre_serve.errors import ClientTimeoutError
 from genre_serve.formats import repository as fmt
@@ -65,9 +66,9 @@ class AsyncGenreClient(ClientCore):
         return {name: result.as_numpy(name) for name in outputs}
 
     async def recommend(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
-                        alpha: float | None = None) -> list[Recommendation]:
-        result = await self._infer_result(self.model, recommend_arrays(history, k, scenario, alpha),
-                                          RECOMMEND_OUTPUTS)
+                        alpha: float | None = None, explain: bool = False) -> list[Recommendation]:
+        result = await self._infer_result(self.model, recommend_arrays(history, k, scenario, alpha, explain),
+                                          recommend_outputs(explain))
         return parse_recommendations(result)
 
     async def recommend_many(self, histories: Iterable[Sequence[str]], k: int = 10, scenario: str | None = None,

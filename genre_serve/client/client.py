@@ -16,7 +16,6 @@ import numpy as np
 
 from genre_serve.client.core import (
     BATCH_USERS,
-    RECOMMEND_OUTPUTS,
     ClientCore,
     Recommendation,
     answered_version,
@@ -26,6 +25,7 @@ from genre_serve.client.core import (
     parse_recommendations,
     recommend_arrays,
     recommend_batch_arrays,
+    recommend_outputs,
 )
 from genre_serve.errors import ClientTimeoutError
 from genre_serve.formats import repository as fmt
@@ -73,14 +73,17 @@ class GenreClient(ClientCore):
         return {name: result.as_numpy(name) for name in outputs}
 
     def recommend(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
-                  alpha: float | None = None) -> list[Recommendation]:
-        """Top-k items for one user: `history` is external item ids, oldest first."""
-        return self.recommend_versioned(history, k, scenario, alpha)[0]
+                  alpha: float | None = None, explain: bool = False) -> list[Recommendation]:
+        """Top-k items for one user: `history` is external item ids, oldest first.
+        `explain`: each Recommendation's `because` is the history item it is
+        closest to ("because you watched ...")."""
+        return self.recommend_versioned(history, k, scenario, alpha, explain)[0]
 
     def recommend_versioned(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
-                            alpha: float | None = None) -> tuple[list[Recommendation], int]:
+                            alpha: float | None = None, explain: bool = False) -> tuple[list[Recommendation], int]:
         """recommend(), and the genre_recommend version that answered (rollouts)."""
-        result = self._infer_result(self.model, recommend_arrays(history, k, scenario, alpha), RECOMMEND_OUTPUTS)
+        result = self._infer_result(self.model, recommend_arrays(history, k, scenario, alpha, explain),
+                                    recommend_outputs(explain))
         return parse_recommendations(result), answered_version(result)
 
     def recommend_many(self, histories: Iterable[Sequence[str]], k: int = 10, scenario: str | None = None,
@@ -118,11 +121,12 @@ class GenreClient(ClientCore):
                            self.retry_overloaded)
 
     def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, scenario: str | None = None,
-                        alpha: float | None = None) -> list[list[Recommendation]]:
+                        alpha: float | None = None, explain: bool = False) -> list[list[Recommendation]]:
         """One genre_recommend_batch request for several users (at most the
         model's max_batch_size, 64 by default): a list of answers in input order."""
-        result = self._infer_result(fmt.RECOMMEND_BATCH, recommend_batch_arrays(list(histories), k, scenario, alpha),
-                                    RECOMMEND_OUTPUTS)
+        result = self._infer_result(fmt.RECOMMEND_BATCH,
+                                    recommend_batch_arrays(list(histories), k, scenario, alpha, explain),
+                                    recommend_outputs(explain))
         return parse_batch_recommendations(result)
 
     def embed_items(self, texts: Sequence[str], tokenizer: str | None = None,

@@ -33,6 +33,9 @@ from genre_serve.formats import repository as fmt
 class Recommendation:
     item_id: str
     score: float
+    # With explain=True: the history item this one is closest to ("because
+    # you watched ..."; serving/recommend_logic.py:because_you_watched), "" if none.
+    because: str | None = None
 
 
 def protocol_module(protocol: str) -> ModuleType:
@@ -161,7 +164,7 @@ def infer_inputs(module: ModuleType, tensors: Tensors) -> list[Any]:
 
 
 def recommend_arrays(history: Sequence[str], k: int, scenario: str | None,
-                     alpha: float | None) -> dict[str, np.ndarray]:
+                     alpha: float | None, explain: bool = False) -> dict[str, np.ndarray]:
     """The genre_recommend request tensors, validated as far as the client can."""
     if isinstance(history, (str, bytes)):
         raise TypeError("history: a sequence of item ids, not one string")
@@ -173,20 +176,28 @@ def recommend_arrays(history: Sequence[str], k: int, scenario: str | None,
         arrays[fmt.SCENARIO] = np.array([scenario.encode("utf-8")], dtype=np.object_)
     if alpha is not None:
         arrays[fmt.ALPHA] = np.array([alpha], np.float32)
+    if explain:
+        arrays[fmt.EXPLAIN] = np.array([True])
     return arrays
 
 
 RECOMMEND_OUTPUTS = (fmt.ITEM_IDS, fmt.SCORES)
+EXPLAINED_OUTPUTS = (fmt.ITEM_IDS, fmt.SCORES, fmt.BECAUSE)
+
+
+def recommend_outputs(explain: bool) -> tuple[str, ...]:
+    """The outputs a recommend request asks for (BECAUSE only with explain)."""
+    return EXPLAINED_OUTPUTS if explain else RECOMMEND_OUTPUTS
 # Users per genre_recommend_batch request: its max_batch_size as exported by default.
 BATCH_USERS = 64
 
 
 def recommend_batch_arrays(histories: Sequence[Sequence[str]], k: int, scenario: str | None,
-                           alpha: float | None) -> dict[str, np.ndarray]:
+                           alpha: float | None, explain: bool = False) -> dict[str, np.ndarray]:
     """The genre_recommend_batch request tensors for several users: HISTORY
     [b, n] (shorter histories padded with empty ids, which no catalog has),
     K, SCENARIO and ALPHA [b, 1]."""
-    rows = [recommend_arrays(h, k, scenario, alpha) for h in histories]
+    rows = [recommend_arrays(h, k, scenario, alpha, explain) for h in histories]
     if not rows:
         raise ValueError("histories: at least one user")
     width = max(1, max(r[fmt.HISTORY].size for r in rows))
@@ -194,7 +205,7 @@ def recommend_batch_arrays(histories: Sequence[Sequence[str]], k: int, scenario:
     for b, r in enumerate(rows):
         history[b, : r[fmt.HISTORY].size] = r[fmt.HISTORY]
     arrays = {fmt.HISTORY: history}
-    for name in (fmt.K, fmt.SCENARIO, fmt.ALPHA):
+    for name in (fmt.K, fmt.SCENARIO, fmt.ALPHA, fmt.EXPLAIN):
         if name in rows[0]:
             arrays[name] = np.stack([r[name] for r in rows])
     return arrays
@@ -207,9 +218,23 @@ def parse_batch_recommendations(result: Any) -> list[list[Recommendation]]:
     if ids is None or scores is None:
         raise ClientError(f"{fmt.RECOMMEND_BATCH} answered without {fmt.ITEM_IDS}/{fmt.SCORES}")
     ids, scores = ids.reshape(ids.shape[0], -1), scores.reshape(scores.shape[0], -1)
-    return [[Recommendation(i.decode("utf-8") if isinstance(i, bytes) else str(i), float(s))
-             for i, s in zip(row_ids, row_scores, strict=True) if i not in (b"", "")]
-            for row_ids, row_scores in zip(ids, scores, strict=True)]
+    because = _because(result)
+    because = because.reshape(ids.shape) if because is not None else np.full(ids.shape, None, dtype=object)
+    return [[Recommendation(_text(i), float(s), None if w is None else _text(w))
+             for i, s, w in zip(row_ids, row_scores, row_because, strict=True) if i not in (b"", "")]
+            for row_ids, row_scores, row_because in zip(ids, scores, because, strict=True)]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _because(result: Any) -> np.ndarray | None:
+    """BECAUSE of an answer, None where the request did not ask for it."""
+    try:
+        return result.as_numpy(fmt.BECAUSE)
+    except Exception:  # noqa: BLE001 - tritonclient raises where the output was not requested
+        return None
 
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -217,14 +242,15 @@ def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 
 
 def recommend_request(module: ModuleType, history: Sequence[str], k: int, scenario: str | None = None,
-                      alpha: float | None = None, batched: bool = False) -> tuple[list[Any], list[Any]]:
+                      alpha: float | None = None, batched: bool = False,
+                      explain: bool = False) -> tuple[list[Any], list[Any]]:
     """tritonclient inputs and requested outputs of one genre_recommend request
     (`batched`: of a one-user genre_recommend_batch request), for callers with
     a tritonclient client of their own (the load tests)."""
-    arrays = (recommend_batch_arrays([history], k, scenario, alpha) if batched
-              else recommend_arrays(history, k, scenario, alpha))
+    arrays = (recommend_batch_arrays([history], k, scenario, alpha, explain) if batched
+              else recommend_arrays(history, k, scenario, alpha, explain))
     inputs = infer_inputs(module, named_tensors(arrays))
-    return inputs, [module.InferRequestedOutput(n) for n in RECOMMEND_OUTPUTS]
+    return inputs, [module.InferRequestedOutput(n) for n in recommend_outputs(explain)]
 
 
 def parse_recommendations(result: Any) -> list[Recommendation]:
@@ -232,10 +258,12 @@ def parse_recommendations(result: Any) -> list[Recommendation]:
     scores = result.as_numpy(fmt.SCORES)
     if ids is None or scores is None:
         raise ClientError(f"{fmt.RECOMMEND} answered without {fmt.ITEM_IDS}/{fmt.SCORES}")
-    return [
-        Recommendation(i.decode("utf-8") if isinstance(i, bytes) else str(i), float(s))
-        for i, s in zip(ids.reshape(-1), scores.reshape(-1), strict=True)
-    ]
+    answered = _because(result)
+    because = [None] * ids.size if answered is None else [_text(b) for b in answered.reshape(-1)]
+    if len(because) != ids.size:
+        raise ClientError(f"{fmt.RECOMMEND} answered {len(because)} {fmt.BECAUSE} for {ids.size} items")
+    return [Recommendation(_text(i), float(s), w)
+            for i, s, w in zip(ids.reshape(-1), scores.reshape(-1), because, strict=True)]
 
 
 def answered_version(result: Any) -> int:

@@ -83,6 +83,14 @@ class Split:
             hist_s.append(scens)
         return Stage(users, hist, hist_s, target[users], scen[users])
 
+    def all_counts(self) -> np.ndarray:
+        """Interactions per item in the whole split: training, validation,
+        test and cold-start targets (the data of a deployment fit)."""
+        parts = [*self.train_items, self.valid_item[self.valid_item >= 0], self.test_item[self.test_item >= 0],
+                 *self.cold_targets]
+        flat = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        return np.bincount(flat, minlength=self.num_items)
+
     def train_counts(self) -> np.ndarray:
         """Interactions per item in training (popularity)."""
         flat = np.concatenate(self.train_items) if self.train_items else np.zeros(0, np.int64)
@@ -166,4 +174,16 @@ def time_split(ds: Dataset, test_fraction: float = 0.1) -> Split:
         split.train_items.append(past)
         split.train_scenarios.append(past_s)
         split.train_times.append(past_t)
+    return split
+
+
+def all_interactions(ds: Dataset) -> Split:
+    """Every interaction as training, nothing held out (no validation or test
+    target, no cold item): the data of the deployment fit."""
+    items_per_user, scen_per_user, ts_per_user = ds.sequences()
+    split = _empty_split(len(items_per_user), ds.num_items, np.zeros(0, np.int64))
+    split.train_items, split.train_scenarios, split.train_times = list(items_per_user), list(scen_per_user), list(
+        ts_per_user)
+    split.cold_targets = [np.zeros(0, np.int64) for _ in items_per_user]
+    split.cold_times = [np.zeros(0, np.int64) for _ in items_per_user]
     return split

@@ -43,16 +43,26 @@ def _baseline_ranks(model, users, hist, scen, targets, times=None, batch=512):
     return np.concatenate(ranks), np.concatenate(eligible)
 
 
-def default_baselines(seed: int = 0, recent_days: float | None = None) -> list:
+# The peers the served model is measured against (issue 14): the strongest
+# sequential model and the strongest non-sequential one.
+PEERS = ("SASRec+ (full softmax)", "EASE")
+SERVED = "fused + ranker"
+
+
+def default_baselines(seed: int = 0, recent_days: float | None = None, num_items: int = 0,
+                      progress: bool = False) -> list:
     """The baselines of the table; `recent_days`: add recent-popular over that
-    window (the one the GENRE model reads, where it reads one)."""
+    window (the one the GENRE model reads, where it reads one). EASE is left
+    out past EASE.MAX_ITEMS items (it is dense in the catalog)."""
     return [
         B.MostPopular(),
         *([B.RecentPopular(recent_days)] if recent_days else []),
         B.ItemKNN(),
         B.ImplicitMF("als", seed=seed),
         B.ImplicitMF("bpr", seed=seed, iterations=100),
-        B.SASRec(seed=seed),
+        *([B.EASE()] if num_items <= B.EASE.MAX_ITEMS else []),
+        B.SASRec("bce", seed=seed, progress=progress),
+        B.SASRec("ce", seed=seed, progress=progress),
     ]
 
 
@@ -73,6 +83,9 @@ def cold_start_inputs(run: Run):
 
 
 def evaluate_run(run: Run, stage: str = "test", with_baselines: bool = True, progress: bool = True) -> EvaluationReport:
+    if run.model_is_refit:
+        raise ValueError(f"{run.path}: the served model is a deployment fit that trained on the split's held-out "
+                         "interactions; evaluate the selection model (load_run(path, weights='selection'))")
     model, split, cfg = run.model, run.split, run.config
     requests = split.stage(stage)
     users, hist, targets, scen = requests.users, requests.histories, requests.targets, requests.scenarios
@@ -85,7 +98,8 @@ def evaluate_run(run: Run, stage: str = "test", with_baselines: bool = True, pro
     ranks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     timings: dict[str, float] = {}
     recent_days = model.cfg.recent_popularity_days if recent_counter is not None else None
-    baselines = default_baselines(cfg.seed, recent_days) if with_baselines else [B.MostPopular()]
+    baselines = (default_baselines(cfg.seed, recent_days, split.num_items, progress) if with_baselines
+                 else [B.MostPopular()])
     for bl in tqdm(baselines, desc="baselines", disable=not progress, leave=False):
         t0 = time.time()
         bl.fit(split)
@@ -109,6 +123,11 @@ def evaluate_run(run: Run, stage: str = "test", with_baselines: bool = True, pro
                             bootstrap_ci(gains[name], seed=cfg.seed),
                             bootstrap_ci(gains[name], gains["most-popular"], seed=cfg.seed))
             for name, m in metrics.items()}
+    # The served model against each peer: NDCG@10 ratio, paired interval.
+    versus = {peer: {"NDCG@10 ratio": metrics[SERVED]["NDCG@10"] / metrics[peer]["NDCG@10"]
+                     if metrics[peer]["NDCG@10"] > 0 else float("nan"),
+                     "ci95": bootstrap_ci(gains[SERVED], gains[peer], seed=cfg.seed)}
+              for peer in PEERS if peer in metrics}
 
     cold: dict[str, ColdStartRow] = {}
     c_users, c_hist, c_scen, c_targets, c_times = cold_start_inputs(run)
@@ -142,5 +161,6 @@ def evaluate_run(run: Run, stage: str = "test", with_baselines: bool = True, pro
         run=str(run.path), dataset=run.meta.get("dataset"), stage=stage,
         protocol="leave-last-out by time per user; full-catalog ranking; the user's history excluded",
         users=int(len(users)), items=int(split.num_items), cold_items=int(split.cold_items.size),
-        methods=rows, cold_start=cold, baseline_seconds=timings,
+        methods=rows, cold_start=cold, baseline_seconds=timings, served_vs_peers=versus,
+        weights=run.weights, served_weights=run.meta.get("served_weights", "selection"),
     )

@@ -57,13 +57,18 @@ class EvaluationReport:
     methods: dict[str, MethodRow]
     cold_start: dict[str, ColdStartRow] = field(default_factory=dict)
     baseline_seconds: dict[str, float] = field(default_factory=dict)
+    # "fused + ranker" over each peer (SASRec+, EASE): NDCG@10 ratio and its paired interval.
+    served_vs_peers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    weights: str = "selection"  # the weights scored (always the selection model's)
+    served_weights: str = "selection"  # what export serves: "selection" or "refit" (on every interaction)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run, "dataset": self.dataset, "stage": self.stage, "protocol": self.protocol,
                 "users": self.users, "items": self.items, "cold_items": self.cold_items,
                 "methods": {name: row.to_dict() for name, row in self.methods.items()},
                 "cold_start": {name: row.to_dict() for name, row in self.cold_start.items()},
-                "baseline_seconds": self.baseline_seconds}
+                "baseline_seconds": self.baseline_seconds, "served_vs_peers": self.served_vs_peers,
+                "weights": self.weights, "served_weights": self.served_weights}
 
 
 def format_table(report: EvaluationReport) -> str:
@@ -78,6 +83,11 @@ def format_table(report: EvaluationReport) -> str:
         lines.append(f"{name:<{w}}" + "".join(f"{r.metrics[c]:>11.4f}" for c in COLUMNS)
                      + f"{r.ndcg10_vs_most_popular:>7.2f}x  {_interval(r.ndcg10_vs_most_popular_ci95, 2)}")
     lines.append("(vs pop: NDCG@10 over most-popular's; its 95% interval from resampling the test users, paired)")
+    for peer, v in report.served_vs_peers.items():
+        lines.append(f"fused + ranker vs {peer}: NDCG@10 {v['NDCG@10 ratio']:.3f}x {_interval(v['ci95'], 3)}")
+    lines.append("scored: the selection-stage model (trained without these held-out interactions); "
+                 + ("export serves a deployment fit of it on every interaction" if report.served_weights == "refit"
+                    else "export serves this model"))
     if report.cold_start:
         pairs = next(iter(report.cold_start.values())).pairs
         lines.append("")

@@ -71,8 +71,10 @@ def _recommend_tensors(batched: bool) -> dict:
             _tensor(fmt.K, "TYPE_INT32", [1]),
             _tensor(fmt.SCENARIO, "TYPE_STRING", [1], optional=True),
             _tensor(fmt.ALPHA, "TYPE_FP32", [1], optional=True),
+            _tensor(fmt.EXPLAIN, "TYPE_BOOL", [1], optional=True),
         ],
-        "output": [_tensor(fmt.ITEM_IDS, "TYPE_STRING", [-1]), _tensor(fmt.SCORES, "TYPE_FP32", [-1])],
+        "output": [_tensor(fmt.ITEM_IDS, "TYPE_STRING", [-1]), _tensor(fmt.SCORES, "TYPE_FP32", [-1]),
+                   _tensor(fmt.BECAUSE, "TYPE_STRING", [-1])],
     }
 
 

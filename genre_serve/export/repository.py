@@ -87,7 +87,7 @@ def _shape_lines(pbtxt: str) -> list[str]:
 def catalog_of_run(run: Run, depth: int, max_k: int = fmt.DEFAULT_MAX_K) -> fmt.Catalog:
     """The catalog a run is served with (exported, and used in-process)."""
     return fmt.Catalog.of(
-        run.items.ids, run.split.train_counts().astype(np.float32), titles=list(run.titles),
+        run.items.ids, run.popularity(), titles=list(run.titles),
         scenarios=run.scenarios, max_history=run.config.model.max_history, depth=depth, max_k=max_k,
         cf_dim=run.config.model.cf_dim, ct_dim=run.config.model.dim,
         recent_popularity_days=run.config.model.recent_popularity_days, dataset=run.meta.get("dataset"),

@@ -77,6 +77,9 @@ USER_ENCODER = "user_encoder"
 # -- tensors (UPPER_SNAKE, identical in ONNX, config.pbtxt and every caller) ---
 HISTORY, K, SCENARIO, ALPHA = "HISTORY", "K", "SCENARIO", "ALPHA"
 ITEM_IDS, SCORES = "ITEM_IDS", "SCORES"
+# Optional: EXPLAIN true asks for BECAUSE, per recommended item the history
+# item it is closest to (serving/recommend_logic.py:because_you_watched).
+EXPLAIN, BECAUSE = "EXPLAIN", "BECAUSE"
 LENGTHS, U_CF, U_CT = "LENGTHS", "U_CF", "U_CT"
 EXCLUDE, CANDIDATES, FEATURES, LOGITS = "EXCLUDE", "CANDIDATES", "FEATURES", "LOGITS"
 INPUT_IDS, ATTENTION_MASK, ITEM_CT = "INPUT_IDS", "ATTENTION_MASK", "ITEM_CT"
@@ -94,9 +97,10 @@ TENSORS = {
     USER_TOWER: ModelTensors((HISTORY, LENGTHS, SCENARIO), (U_CF, U_CT, ALPHA)),
     RETRIEVE: ModelTensors((U_CF, U_CT, ALPHA, EXCLUDE, K), (CANDIDATES, SCORES, FEATURES)),
     RANKER: ModelTensors((FEATURES,), (LOGITS,)),
-    # SCENARIO and ALPHA are optional inputs of genre_recommend.
-    RECOMMEND: ModelTensors((HISTORY, K, SCENARIO, ALPHA), (ITEM_IDS, SCORES)),
-    RECOMMEND_BATCH: ModelTensors((HISTORY, K, SCENARIO, ALPHA), (ITEM_IDS, SCORES)),
+    # SCENARIO, ALPHA and EXPLAIN are optional inputs of genre_recommend;
+    # BECAUSE is answered only to a request with EXPLAIN true.
+    RECOMMEND: ModelTensors((HISTORY, K, SCENARIO, ALPHA, EXPLAIN), (ITEM_IDS, SCORES, BECAUSE)),
+    RECOMMEND_BATCH: ModelTensors((HISTORY, K, SCENARIO, ALPHA, EXPLAIN), (ITEM_IDS, SCORES, BECAUSE)),
     # The history's item vectors (right-aligned, the last LENGTHS rows valid) -> the user.
     USER_ENCODER: ModelTensors((HISTORY_CF, HISTORY_CT, LENGTHS, SCENARIO), (U_CF, U_CT, ALPHA)),
 }

@@ -3,7 +3,9 @@ Written by training, read by evaluation, export, the in-process pipeline and
 the load test (one owner of the format, below all of them).
 
     RUN_DIR/
-      model.pt       state dict of the GENRE model (retrieval + ranker)
+      model.pt       state dict of the served GENRE model (retrieval + ranker)
+      selection.pt   the selection-stage model, where model.pt is a deployment
+                     fit on every interaction (meta.json "served_weights": "refit")
       meta.json      format_version, sizes, scenarios, config, text encoder, training history
       items.json     external item ids and titles, in catalog order
       split.npz      the exact train/valid/test/cold split used
@@ -15,6 +17,10 @@ Format history (meta.json ``format_version``):
 2. ``format_version``; the recent-popularity buffer and weight are named
    ``items.recent_popularity`` and ``user.recent_popularity_weight`` (1:
    ``items.trend``, ``user.trend_weight``).
+3. the transformer user encoder (``model.encoder``; runs of 1 and 2 had the
+   attention encoder) and the deployment fit: ``served_weights`` says whether
+   model.pt is the selection model or a refit on every interaction, with
+   selection.pt beside it (runs of 1 and 2: the selection model).
 
 A config field a run lacks reads today's default. A new setting that changes
 how a model trains therefore comes with a format bump and a migration that
@@ -36,7 +42,8 @@ from genre_serve.data.split import Split
 from genre_serve.errors import RunDirError
 from genre_serve.models.genre import GenreModel
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+WEIGHTS = ("served", "selection")
 RUN_FILES = ("model.pt", "meta.json", "items.json", "split.npz")
 
 
@@ -51,6 +58,21 @@ class Run:
     scenarios: list[str]
     split: Split
     meta: dict
+    weights: str = "served"  # which weights `model` holds: "served" (model.pt) or "selection"
+
+    @property
+    def served_is_refit(self) -> bool:
+        """Whether model.pt was fitted on every interaction, held-out ones included."""
+        return self.meta.get("served_weights") == "refit"
+
+    @property
+    def model_is_refit(self) -> bool:
+        """Whether `model` trained on the split's held-out interactions (it cannot be scored on them)."""
+        return self.weights == "served" and self.served_is_refit
+
+    def popularity(self) -> np.ndarray:
+        """Interactions per item in the data `model` was fitted on."""
+        return (self.split.all_counts() if self.model_is_refit else self.split.train_counts()).astype(np.float32)
 
 
 def save_split(split: Split, path: Path) -> None:
@@ -102,13 +124,21 @@ def load_split(path: Path) -> Split:
 
 
 def save_run(path: Path, model: GenreModel, config: TrainConfig, items: IdMap, titles: list[str],
-             texts: list[str], scenarios: list[str], split: Split, meta: dict) -> None:
+             texts: list[str], scenarios: list[str], split: Split, meta: dict,
+             selection_model: GenreModel | None = None) -> None:
+    """`model`: the served model; `selection_model`: the selection-stage model
+    where `model` is a deployment fit (None: `model` is the selection model)."""
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "model.pt.tmp"
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path / "model.pt")
+    for name, m in (("model.pt", model), ("selection.pt", selection_model)):
+        if m is None:
+            (path / name).unlink(missing_ok=True)
+            continue
+        tmp = path / f"{name}.tmp"
+        torch.save(m.state_dict(), tmp)
+        tmp.replace(path / name)
     (path / "items.json").write_text(json.dumps({"ids": items.to_json(), "titles": titles, "texts": texts}))
     save_split(split, path / "split.npz")
+    meta = {"served_weights": "refit" if selection_model is not None else "selection"} | meta
     full_meta = dict(meta, format_version=FORMAT_VERSION, num_items=len(items), scenarios=scenarios,
                      config=config.to_dict())
     (path / "meta.json").write_text(json.dumps(full_meta, indent=2))
@@ -132,7 +162,19 @@ def _migrate_v1(meta: dict, state: dict) -> None:
     state.setdefault("new_item_bias", torch.zeros(()))
 
 
-def load_run(path: str | Path) -> Run:
+def _migrate_v2(meta: dict) -> None:
+    """Format 2 -> 3 in place: runs before format 3 had the attention encoder
+    and served their selection model."""
+    meta["config"].setdefault("model", {}).setdefault("encoder", "attention")
+    meta.setdefault("served_weights", "selection")
+
+
+def load_run(path: str | Path, weights: str = "served") -> Run:
+    """The run at `path` with the served weights (model.pt) or the
+    selection-stage ones (`weights="selection"`: selection.pt where the served
+    model is a deployment fit, else model.pt): what evaluation scores."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights: one of {WEIGHTS}, got {weights!r}")
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"run directory not found: {path}")
@@ -140,10 +182,16 @@ def load_run(path: str | Path) -> Run:
     if missing:
         raise RunDirError(f"{path} is not a complete training run (missing {', '.join(missing)})")
     meta = json.loads((path / "meta.json").read_text())
-    state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+    refit = meta.get("served_weights") == "refit"
+    weights_file = path / ("selection.pt" if weights == "selection" and refit else "model.pt")
+    if not weights_file.exists():
+        raise RunDirError(f"{path} is not a complete training run (missing {weights_file.name})")
+    state = torch.load(weights_file, map_location="cpu", weights_only=True)
     version = meta.get("format_version", 1)
     if version == 1:
         _migrate_v1(meta, state)
+    if version in (1, 2):
+        _migrate_v2(meta)
     elif version != FORMAT_VERSION:
         raise RunDirError(f"{path}: run format {version} is newer than this genre_serve reads "
                           f"({FORMAT_VERSION}): upgrade genre_serve")
@@ -163,4 +211,5 @@ def load_run(path: str | Path) -> Run:
         scenarios=meta["scenarios"],
         split=load_split(path / "split.npz"),
         meta=meta,
+        weights=weights,
     )

@@ -12,12 +12,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genre_serve.models.sequence import CausalTransformer, attend, attention_mask
+
+ENCODERS = ("transformer", "attention")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     dim: int = 64  # item/user vector size in each space (CF and content)
     hidden: int = 128  # user encoder width
-    max_history: int = 50  # most recent items the user encoder reads
+    # "transformer": SequenceUserEncoder (causal self-attention, trained at
+    # every position); "attention": UserEncoder (attention pooling, the
+    # encoder of runs before run format 3).
+    encoder: str = "transformer"
+    blocks: int = 2  # transformer blocks
+    heads: int = 1  # attention heads per block
+    max_history: int = 200  # most recent items the user encoder reads
     short_len: int = 8  # items of the short-term window
     dropout: float = 0.2
     ranker_hidden: tuple[int, ...] = (128, 64)
@@ -26,9 +36,18 @@ class ModelConfig:
     # last `recent_popularity_days` days), see models/recent_popularity.py. 0: off.
     recent_popularity_days: float = 14.0
 
+    def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder: one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+
     @property
     def recent_popularity(self) -> bool:
         return self.recent_popularity_days > 0
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the user encoder trains at every position of a sequence at once."""
+        return self.encoder == "transformer"
 
     @property
     def cf_dim(self) -> int:
@@ -153,6 +172,67 @@ class UserEncoder(nn.Module):
         return u_cf, self.out_ct(u)
 
 
+class SequenceUserEncoder(nn.Module):
+    """The long/short-term user encoder on a causal transformer, conditioned on
+    the scenario, and trained at every position of a history at once.
+
+    Long term: the transformer's state at a position (causal self-attention
+    over the whole history up to it, up to max_history items). Short term:
+    attention over the last `short_len` items, queried by that state and the
+    scenario. A gate, also conditioned on the scenario, mixes the two; the
+    scenario's embedding is added, and two heads give the user's vector in
+    each space (CF, content). Items enter as their CF and content rows, so a
+    new item in a history is read by its content from the first request.
+
+    `scenario` is per position in `sequence` (the scenario of the request each
+    position answers) and per user in `forward` (the request's).
+    """
+
+    def __init__(self, cfg: ModelConfig, num_scenarios: int):
+        super().__init__()
+        h = cfg.hidden
+        self.cfg = cfg
+        self.history_cf_dim = cfg.cf_dim - (1 if cfg.recent_popularity else 0)
+        self.inp = nn.Linear(self.history_cf_dim + cfg.dim, h)
+        self.transformer = CausalTransformer(h, cfg.blocks, cfg.heads, cfg.dropout, cfg.max_history)
+        self.scenario = nn.Embedding(num_scenarios, h)
+        self.short_key = nn.Linear(h, h)
+        self.short_query = nn.Linear(2 * h, h)
+        self.gate = nn.Linear(3 * h, h)
+        self.norm = nn.LayerNorm(h)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out_cf = nn.Linear(h, cfg.dim)
+        self.out_ct = nn.Linear(h, cfg.dim)
+        if cfg.recent_popularity:
+            self.recent_popularity_weight = nn.Embedding(num_scenarios, 1)
+            nn.init.zeros_(self.recent_popularity_weight.weight)
+
+    def sequence(self, hist_cf, hist_ct, mask, scenario, last_only: bool = False):
+        """User vectors at every position [B, L, d] (`last_only`: the last, [B, 1, d])."""
+        # The history is read without the recent-popularity column (see UserEncoder).
+        hist_cf = hist_cf[..., : self.history_cf_dim]
+        x = self.inp(torch.cat([hist_cf, hist_ct], -1))
+        long = self.transformer(x, mask)
+        allowed = attention_mask(mask, self.cfg.short_len)
+        if last_only:
+            long, scenario, allowed = long[:, -1:], scenario[:, -1:], allowed[:, -1:]
+        s = self.scenario(scenario)
+        q = self.short_query(torch.cat([long, s], -1))
+        short = attend(q, self.short_key(x), x, allowed)
+        g = torch.sigmoid(self.gate(torch.cat([long, short, s], -1)))
+        u = self.drop(self.norm(g * long + (1 - g) * short + s))
+        u_cf = self.out_cf(u)
+        if self.cfg.item_bias:
+            u_cf = torch.cat([u_cf, torch.ones_like(u_cf[..., :1])], -1)
+        if self.cfg.recent_popularity:
+            u_cf = torch.cat([u_cf, self.recent_popularity_weight(scenario)], -1)
+        return u_cf, self.out_ct(u)
+
+    def forward(self, hist_cf, hist_ct, mask, scenario):
+        u_cf, u_ct = self.sequence(hist_cf, hist_ct, mask, scenario.unsqueeze(1), last_only=True)
+        return u_cf[:, 0], u_ct[:, 0]
+
+
 class Ranker(nn.Module):
     """MLP over cross features [u, v, u*v, |u-v|, retrieval score] -> logit.
 
@@ -188,7 +268,7 @@ class GenreModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.items = ItemTowers(num_items, text_vectors, cfg.dim, cfg.item_bias, cfg.recent_popularity)
-        self.user = UserEncoder(cfg, num_scenarios)
+        self.user = (SequenceUserEncoder if cfg.sequential else UserEncoder)(cfg, num_scenarios)
         self.alpha_logit = nn.Parameter(torch.zeros(num_scenarios))
         # Added to the content score of items without CF signal, which are
         # scored by content alone (retrieval.py); fitted on validation

@@ -38,6 +38,19 @@ class InProcessRecommender:
         return answer(self.catalog, req, self._user_vectors, self.tables.candidates,
                       lambda feats: self.model.ranker(torch.from_numpy(feats)).numpy())
 
+    @torch.inference_mode()
+    def explain(self, history: list[str], k: int = 10, scenario: str | None = None,
+                alpha: float | None = None) -> list[str]:
+        """BECAUSE of recommend(...): per recommended item, the history item it is closest to ("": none)."""
+        req = parse_python_request(self.catalog, history, k, scenario, alpha)
+        ids, _ = self.recommend(history, k, scenario, alpha)
+        if not req.known.size:
+            return [""] * len(ids)
+        used_alpha = alpha if alpha is not None else float(self.model.alpha(torch.tensor([req.scenario]))[0])
+        because = self.tables.because(req.known[-self.catalog.max_history :], self.catalog.ids.lookup(
+            [i.encode() for i in ids]), used_alpha)
+        return self.catalog.ids.external(because)
+
     def _user_vectors(self, req: Request) -> UserVectors:
         hist = right_align([req.known[-self.catalog.max_history :]], self.catalog.max_history)
         scen = torch.tensor([req.scenario])

@@ -34,6 +34,7 @@ class Request:
     k: int
     scenario: int
     alpha: float | None
+    explain: bool = False  # answer BECAUSE too
 
     def tower_inputs(self, catalog: Catalog) -> dict[str, np.ndarray]:
         """genre_user_tower's inputs: HISTORY [1, max_history] right-aligned,
@@ -68,7 +69,7 @@ def _decode(values, field: str) -> list[str]:
     return [v.decode("utf-8") for v in _utf8(values, field)]
 
 
-def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None) -> Request:
+def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None, explain=None) -> Request:
     """Validates one request. Unknown history ids are skipped (documented);
     K beyond the catalog is answered with what exists."""
     if history is None:
@@ -101,12 +102,48 @@ def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None) -> Re
         alpha_val = float(a[0])
         if not np.isfinite(alpha_val) or not 0.0 <= alpha_val <= 1.0:
             raise RequestError(f"{fmt.ALPHA}: must be a number in [0, 1], got {alpha_val}")
+    explain_val = False
+    if explain is not None:
+        e = np.asarray(explain).reshape(-1)
+        if e.size != 1 or e.dtype.kind != "b":
+            raise RequestError(f"{fmt.EXPLAIN}: must be one TYPE_BOOL value")
+        explain_val = bool(e[0])
     known = catalog.ids.lookup(ids)
     k_val = min(k_val, catalog.max_k, len(catalog.ids))
-    return Request(known=known, k=k_val, scenario=scen_index, alpha=alpha_val)
+    return Request(known=known, k=k_val, scenario=scen_index, alpha=alpha_val, explain=explain_val)
 
 
-def parse_python_request(catalog: Catalog, history, k, scenario=None, alpha=None) -> Request:
+def because_you_watched(item_cf: np.ndarray, item_ct: np.ndarray, dim: int, history: np.ndarray,
+                        recommended: np.ndarray, alpha: float) -> np.ndarray:
+    """For each recommended item, the history item it is closest to: catalog
+    indices [k] (-1 for an empty history).
+
+    Closest: the largest alpha * cos(CF vectors) + (1 - alpha) * cos(content
+    vectors), with the request's alpha, the mixture its scores use. Cosine,
+    not the dot product: item norms carry popularity, and by dot product the
+    same most-popular history item would explain everything; cosine asks
+    which watched item this one is most like. The CF vectors are read without
+    their bias and recent-popularity columns (popularity again), so an item
+    without CF signal is matched by content alone. Ties go to the most recent
+    history item (the last max_history items are the ones considered, the
+    user encoder's window).
+    """
+    if not history.size or not recommended.size:
+        return np.full(recommended.size, -1, np.int64)
+
+    def unit(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.float32)
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+    h_cf, r_cf = unit(item_cf[history, :dim]), unit(item_cf[recommended, :dim])
+    h_ct, r_ct = unit(item_ct[history]), unit(item_ct[recommended])
+    similarity = alpha * (r_cf @ h_cf.T) + (1.0 - alpha) * (r_ct @ h_ct.T)  # [k, n]
+    latest_best = similarity.shape[1] - 1 - np.argmax(similarity[:, ::-1], axis=1)
+    return history[latest_best]
+
+
+def parse_python_request(catalog: Catalog, history, k, scenario=None, alpha=None, explain: bool = False) -> Request:
     """parse_request for Python values (the in-process and client-side paths),
     encoded as the server receives them."""
     return parse_request(
@@ -115,6 +152,7 @@ def parse_python_request(catalog: Catalog, history, k, scenario=None, alpha=None
         np.array([k], np.int32),
         None if scenario is None else np.array([scenario.encode()], dtype=object),
         None if alpha is None else np.array([alpha], np.float32),
+        np.array([True]) if explain else None,
     )
 
 
@@ -169,6 +207,10 @@ class ItemTables:
         """The tables of an exported version (memory-mapped), with the new-item
         rule and bias it was exported with."""
         return cls.of_files(fmt.ItemTableFiles.load(version_dir))
+
+    def because(self, history: np.ndarray, recommended: np.ndarray, alpha: float) -> np.ndarray:
+        """because_you_watched on these tables."""
+        return because_you_watched(self.item_cf, self.item_ct, self.item_ct.shape[1], history, recommended, alpha)
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         """[CF row, content row] of each index (-1: zeros), shape indices.shape + (Dc + Dt,)."""

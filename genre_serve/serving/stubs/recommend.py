@@ -125,17 +125,21 @@ class TritonPythonModel:
                 responses[r] = error_response(f"internal error: {type(e).__name__}: {e}", invalid_argument=False)
             times["id_mapping"] += time.perf_counter() - t0
         users = [u for _, us in parsed for u in us]
+        because: list = []
         try:
-            answers = self.recommender.rank_batch(users, times)
+            answers = self.recommender.rank_batch(users, times, because)
         except Exception:  # noqa: BLE001 - find the request at fault: answer each alone
             answers = None
         offset = 0
         t0 = time.perf_counter()
         for r, us in parsed:
             try:
-                mine = answers[offset : offset + len(us)] if answers is not None else \
-                    self.recommender.rank_batch(us, times)
-                responses[r] = self._response(mine)
+                if answers is not None:
+                    mine, why = answers[offset : offset + len(us)], because[offset : offset + len(us)]
+                else:
+                    why = []
+                    mine = self.recommender.rank_batch(us, times, why)
+                responses[r] = self._response(mine, why)
             except Exception as e:  # noqa: BLE001
                 responses[r] = error_response(f"internal error: {type(e).__name__}: {e}", invalid_argument=False)
             offset += len(us)
@@ -146,11 +150,12 @@ class TritonPythonModel:
 
     def _parse(self, request) -> list[Request]:
         """The users of one request: one for genre_recommend, b for a batch row each."""
-        history, k, scenario, alpha = (optional_input(request, name) for name in fmt.TENSORS[fmt.RECOMMEND].inputs)
+        history, k, scenario, alpha, explain = (optional_input(request, name)
+                                                for name in fmt.TENSORS[fmt.RECOMMEND].inputs)
         if not self.batched:
-            return [parse_request(self.catalog, history, k, scenario, alpha)]
+            return [parse_request(self.catalog, history, k, scenario, alpha, explain)]
         if history is None or k is None:
-            return [parse_request(self.catalog, history, k, scenario, alpha)]  # the missing-input error
+            return [parse_request(self.catalog, history, k, scenario, alpha, explain)]  # the missing-input error
         history = history.reshape(history.shape[0], -1)
         rows = history.shape[0]
         users = []
@@ -158,20 +163,40 @@ class TritonPythonModel:
             try:
                 users.append(parse_request(self.catalog, history[b], k[b],
                                            None if scenario is None else scenario[b],
-                                           None if alpha is None else alpha[b]))
+                                           None if alpha is None else alpha[b],
+                                           None if explain is None else explain[b]))
             except RequestError as e:
                 raise RequestError(f"user {b} of the batch: {e}" if rows > 1 else str(e)) from None
         return users
 
-    def _response(self, answers: list[Ranking]):
+    def _response(self, answers: list[Ranking], because: list):
+        """ITEM_IDS and SCORES, and BECAUSE where a user of the request asked
+        for it (EXPLAIN): a request without EXPLAIN gets exactly what it got
+        before BECAUSE existed."""
         ids = self.catalog.ids
+        explained = any(b is not None for b in because)
         if not self.batched:
             top, scores = answers[0]
-            return tensor_response({fmt.ITEM_IDS: ids.encoded(top), fmt.SCORES: np.asarray(scores, np.float32)})
+            out = {fmt.ITEM_IDS: ids.encoded(top), fmt.SCORES: np.asarray(scores, np.float32)}
+            if explained:
+                out[fmt.BECAUSE] = self._because_bytes(because[0])
+            return tensor_response(out)
         width = max((len(top) for top, _ in answers), default=0)
         out_ids = np.full((len(answers), width), b"", dtype=np.object_)
         out_scores = np.full((len(answers), width), -np.inf, np.float32)
+        out_because = np.full((len(answers), width), b"", dtype=np.object_)
         for b, (top, scores) in enumerate(answers):
             out_ids[b, : len(top)] = ids.encoded(top)
             out_scores[b, : len(top)] = scores
-        return tensor_response({fmt.ITEM_IDS: out_ids, fmt.SCORES: out_scores})
+            if because[b] is not None:
+                out_because[b, : len(top)] = self._because_bytes(because[b])
+        out = {fmt.ITEM_IDS: out_ids, fmt.SCORES: out_scores}
+        if explained:
+            out[fmt.BECAUSE] = out_because
+        return tensor_response(out)
+
+    def _because_bytes(self, because: np.ndarray | None) -> np.ndarray:
+        if because is None or not because.size:
+            return np.zeros(0, dtype=np.object_)
+        encoded = self.catalog.ids.encoded(np.maximum(because, 0))
+        return np.where(because >= 0, encoded, b"").astype(np.object_)

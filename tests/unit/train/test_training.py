@@ -23,7 +23,7 @@ SMALL = SMALL_TRAIN_CONFIG | {"epochs": 4}
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     ds = train_synthetic(out, num_users=150, num_items=200, seed=1, epochs=4)
-    return ds, load_run(out)
+    return ds, load_run(out, weights="selection")
 
 
 def test_training_improves_validation_ndcg_over_the_untrained_model(trained):
@@ -51,9 +51,47 @@ def test_run_directory_round_trips(trained):
 def test_training_is_reproducible_with_a_seed(trained, tmp_path):
     ds, run = trained
     train(ds, TrainConfig.from_dict(SMALL), tmp_path, progress=False)
-    again = load_run(tmp_path)
-    for (name, a), (_, b) in zip(run.model.state_dict().items(), again.model.state_dict().items()):
+    for weights in ("selection", "served"):
+        first, again = load_run(run.path, weights=weights), load_run(tmp_path, weights=weights)
+        for (name, a), (_, b) in zip(first.model.state_dict().items(), again.model.state_dict().items()):
+            assert np.array_equal(a.numpy(), b.numpy()), (weights, name)
+
+
+@pytest.fixture(scope="module")
+def trained_attention(tmp_path_factory):
+    """A run of the attention encoder without a deployment fit: what runs of formats 1 and 2 hold."""
+    out = tmp_path_factory.mktemp("attention_run")
+    ds = train_synthetic(out, num_users=150, num_items=200, seed=1, epochs=2, refit=False,
+                         model=SMALL_TRAIN_CONFIG["model"] | {"encoder": "attention"})
+    return ds, load_run(out)
+
+
+def _as_format_2(run_path, target):
+    """A copy of a format-3 attention-encoder run as format 2 wrote it."""
+    import shutil
+
+    shutil.copytree(run_path, target)
+    meta = json.loads((target / "meta.json").read_text())
+    meta["format_version"] = 2
+    for key in ("refit", "sequence_batch_size"):
+        del meta["config"][key]
+    for key in ("encoder", "blocks", "heads"):
+        del meta["config"]["model"][key]
+    for key in ("served_weights", "deployment_fit"):
+        del meta[key]
+    (target / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+def test_a_run_of_format_2_loads_with_the_attention_encoder_serving_its_selection_model(trained_attention,
+                                                                                        tmp_path):
+    _, run = trained_attention
+    _as_format_2(run.path, tmp_path / "old")
+    loaded = load_run(tmp_path / "old")
+    assert loaded.config.model.encoder == "attention" and not loaded.served_is_refit
+    for (name, a), (_, b) in zip(run.model.state_dict().items(), loaded.model.state_dict().items()):
         assert np.array_equal(a.numpy(), b.numpy()), name
+    assert load_run(tmp_path / "old", weights="selection").model_is_refit is False
 
 
 def test_cf_init_als_starts_the_cf_vectors_from_the_als_factors(trained):
@@ -92,17 +130,14 @@ def test_cf_lr_scale_sets_how_far_the_cf_item_vectors_move_from_als(trained):
     assert moved[0.0] == 0.0 and 0 < moved[0.1] < 0.5 * moved[1.0]
 
 
-def test_a_run_of_format_1_loads_as_it_was_trained(trained, tmp_path):
+def test_a_run_of_format_1_loads_as_it_was_trained(trained_attention, tmp_path):
     """Format 1: no format_version, no fusion-fit settings or new-item bias, the
     recent-popularity tensors under their old names."""
-    import shutil
-
     import torch
 
-    ds, run = trained
+    ds, run = trained_attention
     old = tmp_path / "old"
-    shutil.copytree(run.path, old)
-    meta = json.loads((old / "meta.json").read_text())
+    meta = _as_format_2(run.path, old)
     del meta["format_version"]
     for key in ("cf_lr_scale", "calibrate_fusion"):
         del meta["config"][key]
@@ -162,6 +197,11 @@ def test_cli_trains_and_evaluates_a_user_supplied_csv_pair(tmp_path, capsys):
     assert lo <= report["methods"]["fused + ranker"]["NDCG@10 / most-popular"] <= hi
     out = capsys.readouterr().out
     assert "NDCG@10" in out and "fused + ranker" in out
+    assert report["served_weights"] == "refit" and report["weights"] == "selection"
+    assert "export serves a deployment fit" in out
+    assert main(["train", "--interactions", str(tmp_path / "interactions.csv"), "--out", str(tmp_path / "plain"),
+                 "--config", str(tmp_path / "cfg.toml"), "--no-refit", "--quiet"]) == 0
+    assert load_run(tmp_path / "plain").meta["served_weights"] == "selection"
 
 
 def test_cli_reports_a_missing_file_in_one_line(tmp_path, capsys):
@@ -328,3 +368,46 @@ def test_the_package_version_is_the_installed_distribution_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and version("genre-serve") in capsys.readouterr().out
+
+
+def test_the_served_model_is_a_deployment_fit_on_every_interaction(trained):
+    """train selects on the split, then refits on every interaction with the
+    selected epochs and fusion; export serves the refit, evaluate the selection."""
+    from genre_serve.evaluation.evaluate import evaluate_run
+    from genre_serve.train.trainer import best_epoch
+
+    ds, selection = trained
+    served = load_run(selection.path)
+    meta = served.meta
+    assert meta["served_weights"] == "refit" and served.model_is_refit and not selection.model_is_refit
+    assert (served.path / "selection.pt").exists()
+    fit = meta["deployment_fit"]
+    assert fit["retrieval_epochs"] == max(1, best_epoch(meta["retrieval_history"]))
+    assert len(fit["retrieval_history"]) == fit["retrieval_epochs"]
+    assert fit["interactions"] == len(ds.interactions)
+    # Different weights, the same calibrated fusion.
+    assert not np.array_equal(served.model.items.cf.weight.detach().numpy(),
+                              selection.model.items.cf.weight.detach().numpy())
+    np.testing.assert_array_equal(served.model.alpha_logit.detach().numpy(),
+                                  selection.model.alpha_logit.detach().numpy())
+    assert float(served.model.new_item_bias) == float(selection.model.new_item_bias)
+    # Popularity of every interaction, held-out ones and cold items included.
+    counts = np.bincount(ds.interactions["item"].to_numpy(), minlength=ds.num_items)
+    np.testing.assert_array_equal(served.popularity(), counts)
+    np.testing.assert_array_equal(selection.popularity(), selection.split.train_counts())
+    # Items held out of the selection (cold) are trained in the refit.
+    cold = selection.split.cold_items
+    assert cold.size and served.model.items.cf.weight[cold + 1].abs().sum() > 0
+    with pytest.raises(ValueError, match="deployment fit"):
+        evaluate_run(served, with_baselines=False, progress=False)
+
+
+def test_no_refit_serves_the_selection_model(tmp_path):
+    train_synthetic(tmp_path, num_users=60, num_items=50, seed=2, epochs=1, refit=False)
+    run = load_run(tmp_path)
+    assert run.meta["served_weights"] == "selection" and not run.model_is_refit
+    assert not (tmp_path / "selection.pt").exists()
+    assert run.meta["deployment_fit"] == {"skipped": "refit off"}
+    for (name, a), (_, b) in zip(run.model.state_dict().items(),
+                                 load_run(tmp_path, weights="selection").model.state_dict().items()):
+        assert np.array_equal(a.numpy(), b.numpy()), name

@@ -1,0 +1,51 @@
+"""EASE and the two SASRec variants on a small synthetic split."""
+
+import numpy as np
+import pytest
+
+from genre_serve.data import build_dataset, synthetic
+from genre_serve.data.split import leave_last_out
+from genre_serve.evaluation import baselines as B
+from genre_serve.evaluation.evaluate import _baseline_ranks
+from genre_serve.evaluation.metrics import ndcg_at
+
+
+@pytest.fixture(scope="module")
+def split():
+    raw, items = synthetic.generate(num_users=120, num_items=80, seed=3)
+    return leave_last_out(build_dataset(raw, items, name="synthetic"), 0.0, 0)
+
+
+def test_ease_is_the_closed_form_of_steck_2019(split):
+    ease = B.EASE(l2_grid=(5.0, 50.0)).fit(split)
+    X = B.interaction_matrix(split).toarray().astype(np.float64)
+    P = np.linalg.inv(X.T @ X + ease.l2 * np.eye(X.shape[1]))
+    want = -P / np.diag(P)
+    np.fill_diagonal(want, 0.0)
+    np.testing.assert_allclose(ease.B, want, rtol=1e-3, atol=1e-4)
+    assert set(ease.valid_ndcg) == {5.0, 50.0} and ease.valid_ndcg[ease.l2] == max(ease.valid_ndcg.values())
+    hist = [split.train_items[0], split.train_items[1]]
+    np.testing.assert_allclose(ease.score(None, hist, None), X[:2] @ ease.B, rtol=1e-3, atol=1e-4)
+
+
+def test_ease_refuses_a_catalog_it_cannot_hold(split, monkeypatch):
+    monkeypatch.setattr(B.EASE, "MAX_ITEMS", 10)
+    with pytest.raises(ValueError, match="EASE"):
+        B.EASE().fit(split)
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_sasrec_learns_the_synthetic_sequences_with_either_loss(split, loss):
+    model = B.SASRec(loss, dim=16, max_len=20, epochs=6, eval_every=2, batch_size=32, seed=0).fit(split)
+    test = split.stage("test")
+    ranks, _ = _baseline_ranks(model, test.users, test.histories, test.scenarios, test.targets)
+    popular, _ = _baseline_ranks(B.MostPopular().fit(split), test.users, test.histories, test.scenarios, test.targets)
+    assert model.best_valid_ndcg > 0 and len(model.history) == 3
+    assert ndcg_at(ranks, 10) > 0
+    assert model.name == ("SASRec+ (full softmax)" if loss == "ce" else "SASRec (BCE, 1 negative)")
+    assert popular.shape == ranks.shape
+
+
+def test_sasrec_rejects_an_unknown_loss():
+    with pytest.raises(ValueError, match="loss"):
+        B.SASRec("mse")
