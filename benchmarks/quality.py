@@ -79,7 +79,7 @@ def fit_sasrec_plus(split, seed: int, grid: list[tuple[float, float]]) -> tuple[
     return best, tried
 
 
-def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict) -> dict:
+def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict, reuse_peers: bool = False) -> dict:
     from genre_serve.train.trainer import train
 
     cfg = dataclasses.replace(TrainConfig.from_dict(config), seed=seed, refit=False)
@@ -92,16 +92,26 @@ def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict
         ranks, _ = _baseline_ranks(model, test.users, test.histories, test.scenarios, test.targets)
         gains[name] = ndcg_gains(ranks, 10)
 
-    t0 = time.time()
-    sasrec_plus, selection["SASRec+ grid"] = fit_sasrec_plus(split, seed, grid)
-    score(PEERS[0], sasrec_plus)
-    seconds[PEERS[0]] = time.time() - t0
-    for name, model in (("SASRec (BCE, 1 negative)", B.SASRec("bce", seed=seed)), ("EASE", B.EASE())):
+    cache = out / f"seed{seed}_peers"
+    if reuse_peers and cache.with_suffix(".npz").exists():
+        # The peers of an earlier run of this script on the same seed (and split).
+        gains.update(np.load(cache.with_suffix(".npz")))
+        cached = json.loads(cache.with_suffix(".json").read_text())
+        selection, seconds = cached["selection"], cached["seconds"]
+    else:
         t0 = time.time()
-        model.fit(split)
-        score(name, model)
-        seconds[name] = time.time() - t0
-    selection["EASE l2"] = {"chosen": model.l2, "valid_ndcg@10": model.valid_ndcg}
+        sasrec_plus, selection["SASRec+ grid"] = fit_sasrec_plus(split, seed, grid)
+        score(PEERS[0], sasrec_plus)
+        seconds[PEERS[0]] = time.time() - t0
+        for name, model in (("SASRec (BCE, 1 negative)", B.SASRec("bce", seed=seed)), ("EASE", B.EASE())):
+            t0 = time.time()
+            model.fit(split)
+            score(name, model)
+            seconds[name] = time.time() - t0
+        selection["EASE l2"] = {"chosen": model.l2, "valid_ndcg@10": model.valid_ndcg}
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(cache.with_suffix(".npz"), **gains)
+        cache.with_suffix(".json").write_text(json.dumps({"selection": selection, "seconds": seconds}))
 
     run_dir = out / f"seed{seed}"
     t0 = time.time()
@@ -170,6 +180,8 @@ def main() -> None:
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3])
     ap.add_argument("--config", type=json.loads, default={}, help="GENRE TrainConfig overrides, as JSON")
     ap.add_argument("--out", type=Path, default=Path("runs/quality"))
+    ap.add_argument("--reuse-peers", action="store_true",
+                    help="reuse the peers' per-user figures a previous run saved in --out (GENRE trains again)")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/quality.json"))
     args = ap.parse_args()
     full_grid = list(itertools.product(args.dropouts, args.lrs))
@@ -177,7 +189,7 @@ def main() -> None:
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
         grid = full_grid if seed in args.grid_seeds or chosen is None else [chosen]
-        result = run_seed(seed, args.out, grid, args.config)
+        result = run_seed(seed, args.out, grid, args.config, args.reuse_peers)
         tried = result["selection"]["SASRec+ grid"]
         best = max(tried, key=lambda t: t["valid_ndcg@10"])
         chosen = chosen if seed not in args.grid_seeds and chosen is not None else (best["dropout"], best["lr"])

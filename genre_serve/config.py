@@ -41,6 +41,7 @@ class TrainConfig:
     # the CPU has native bf16 (models/sequence.py:native_bf16), "on", "off".
     bf16: str = "auto"
     lr: float = 2e-3
+    adam_beta2: float = 0.999  # Adam's second-moment decay (SASRec's recipe: 0.98)
     lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 10% of lr over the epochs)
     weight_decay: float = 0.0
     aux_weight: float = 0.5  # weight of the CF-only and content-only losses

@@ -249,7 +249,7 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     for n, p in named:
         (item_cf if n.startswith(("items.cf.", "items.bias.")) else rest).append(p)
     opt = torch.optim.Adam([{"params": rest}, {"params": item_cf, "lr": cfg.lr * cfg.cf_lr_scale}],
-                           lr=cfg.lr, weight_decay=cfg.weight_decay)
+                           lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.adam_beta2))
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule: 'constant' or 'cosine', got {cfg.lr_schedule!r}")
     # With ranker_holdout, the positions that train the ranker are never
