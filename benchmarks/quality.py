@@ -103,7 +103,8 @@ def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict
         sasrec_plus, selection["SASRec+ grid"] = fit_sasrec_plus(split, seed, grid)
         score(PEERS[0], sasrec_plus)
         seconds[PEERS[0]] = time.time() - t0
-        for name, model in (("SASRec (BCE, 1 negative)", B.SASRec("bce", seed=seed)), ("EASE", B.EASE())):
+        for name, model in (("SASRec (BCE, 1 negative)",
+                                 B.SASRec("bce", dropout=0.2, lr=1e-3, seed=seed)), ("EASE", B.EASE())):
             t0 = time.time()
             model.fit(split)
             score(name, model)

@@ -212,7 +212,7 @@ class SASRec:
     """
 
     def __init__(self, loss: str = "ce", dim: int = 64, max_len: int = 200, blocks: int = 2, heads: int = 1,
-                 dropout: float = 0.2, epochs: int = 200, batch_size: int = 64, lr: float = 1e-3,
+                 dropout: float = 0.1, epochs: int = 200, batch_size: int = 64, lr: float = 3e-3,
                  patience: int = 4, eval_every: int = 2, seed: int = 0, progress: bool = False, bf16: str = "auto"):
         if loss not in ("ce", "bce"):
             raise ValueError(f"loss: 'ce' or 'bce', got {loss!r}")

@@ -61,7 +61,8 @@ def default_baselines(seed: int = 0, recent_days: float | None = None, num_items
         B.ImplicitMF("als", seed=seed),
         B.ImplicitMF("bpr", seed=seed, iterations=100),
         *([B.EASE()] if num_items <= B.EASE.MAX_ITEMS else []),
-        B.SASRec("bce", seed=seed, progress=progress),
+        # The BCE variant keeps the original's settings (not selected here).
+        B.SASRec("bce", dropout=0.2, lr=1e-3, seed=seed, progress=progress),
         B.SASRec("ce", seed=seed, progress=progress),
     ]
 

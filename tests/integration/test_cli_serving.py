@@ -22,6 +22,11 @@ def test_cli_recommend_returns_the_sdk_answer(server, capsys):
                  "--k", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[1] for line in lines] == expected
+    assert main(["recommend", "--url", server.http_url, "--history", "i1,i2,i3", "--k", "5", "--json",
+                 "--explain"]) == 0
+    explained = json.loads(capsys.readouterr().out)
+    assert [r["item_id"] for r in explained] == expected and all(r["because"] in ("i1", "i2", "i3")
+                                                                  for r in explained)
 
 
 def test_cli_recommend_reports_an_invalid_request_in_one_line(server, capsys):
