@@ -1,6 +1,15 @@
-"""Training the GENRE retrieval model and its ranker.
+"""Training the GENRE retrieval model and its ranker, in two stages.
 
-Retrieval: next-item prediction over the whole catalog (softmax, or sampled
+Selection: on the split (leave-last-out, cold items held out), with early
+stopping, the fusion fitted on validation and the ranker's best epoch.
+Deployment fit (cfg.refit): the served model, trained again on every
+interaction and item with the epochs the selection kept and its fitted
+fusion (train(); the run keeps both).
+
+Retrieval with the transformer encoder (the default): every position of each
+user's window at once, softmax cross-entropy over the whole catalog
+(models/sequence.py, sequence_retrieval_loss). With the attention encoder:
+next-item prediction at sampled positions over the whole catalog (softmax, or sampled
 softmax with shared uniform negatives for large catalogs) on the fused score,
 plus auxiliary losses on the CF-only and content-only scores so that each
 space is a retriever on its own. Early stopping on validation NDCG@10. The CF
