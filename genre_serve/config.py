@@ -34,7 +34,7 @@ LEGACY_ENV_PREFIX = "GENRE_SERVE_"
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    epochs: int = 40
+    epochs: int = 15
     batch_size: int = 256  # training positions per step (attention encoder) and ranker lists per step
     sequence_batch_size: int = 16  # users (windows) per step of the transformer encoder
     # The catalog products of the transformer's loss in bfloat16: "auto" where
@@ -45,8 +45,8 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 10% of lr over the epochs)
     weight_decay: float = 0.0
     aux_weight: float = 0.5  # weight of the CF-only and content-only losses
-    ema_decay: float = 0.995  # > 0: validate and keep an exponential moving average of the weights (0: off)
-    patience: int = 15  # epochs without a better validation NDCG@10 before stopping
+    ema_decay: float = 0.998  # > 0: validate and keep an exponential moving average of the weights (0: off)
+    patience: int = 8  # epochs without a better validation NDCG@10 before stopping
     num_negatives: int = 0  # 0: softmax over the whole catalog; > 0: sampled softmax
     max_positions_per_user: int = 100  # training targets drawn per user per epoch (most recent)
     target_window: int = 20  # > 1: the target is drawn from the next `target_window` items

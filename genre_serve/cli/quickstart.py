@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from pathlib import Path
 
 from genre_serve.cli.common import EXIT_OK, Subparsers, train_config
 from genre_serve.cli.train import evaluate
 
-QUICKSTART_EPOCHS = 20
-
 
 def register(commands: Subparsers) -> None:
     q = commands.add_parser("quickstart", help="built-in data -> train -> evaluate -> export -> serve -> query")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run directory (default: %(default)s)")
-    # Two trainings (selection, then the deployment fit) must fit the quickstart's
-    # 15 minutes on a 2-core machine: 20 epochs each instead of train's 40 (about 15 s an epoch).
-    q.add_argument("--epochs", type=int, default=None,
-                   help=f"training epochs of each stage (default: {QUICKSTART_EPOCHS}; `genre-serve train`: 40)")
+    q.add_argument("--epochs", type=int, default=None, help="override the training epochs")
     q.add_argument("--retrain", action="store_true", help="train again even if --out holds a finished run")
     q.set_defaults(handler=cmd_quickstart)
 
@@ -32,8 +25,6 @@ def cmd_quickstart(args) -> int:
     from genre_serve.train.trainer import train
 
     cfg = train_config(args)
-    if args.epochs is None and "GENRE_SERVE_TRAIN_EPOCHS" not in os.environ:
-        cfg = dataclasses.replace(cfg, epochs=QUICKSTART_EPOCHS)
     print("genre-serve quickstart: built-in MovieLens (ml-latest-small) -> train -> evaluate -> export -> serve "
           "-> query")
     out = args.out

@@ -21,13 +21,14 @@ ENCODERS = ("transformer", "attention")
 class ModelConfig:
     dim: int = 64  # item/user vector size in each space (CF and content)
     hidden: int = 128  # user encoder width
-    # "transformer": SequenceUserEncoder (causal self-attention, trained at
-    # every position); "attention": UserEncoder (attention pooling, the
-    # encoder of runs before run format 3).
-    encoder: str = "transformer"
+    # "attention": UserEncoder (attention pooling); "transformer":
+    # SequenceUserEncoder (causal self-attention, trained at every position;
+    # configs/transformer.toml). The default is the one that measured better
+    # on validation (benchmarks/RESULTS.md, issue 14).
+    encoder: str = "attention"
     blocks: int = 2  # transformer blocks
     heads: int = 1  # attention heads per block
-    max_history: int = 200  # most recent items the user encoder reads
+    max_history: int = 50  # most recent items the user encoder reads
     short_len: int = 8  # items of the short-term window
     dropout: float = 0.2
     ranker_hidden: tuple[int, ...] = (128, 64)

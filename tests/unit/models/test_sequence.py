@@ -74,7 +74,8 @@ def test_the_transformer_output_does_not_depend_on_how_much_padding_there_is():
 def test_the_sequential_encoder_at_the_last_position_is_what_training_scores_there():
     """forward (serving: the last position only) equals sequence()'s last
     position, whatever the history's padding."""
-    cfg = ModelConfig(dim=8, hidden=16, max_history=10, short_len=3, ranker_hidden=(8,), dropout=0.0)
+    cfg = ModelConfig(dim=8, hidden=16, max_history=10, short_len=3, ranker_hidden=(8,), dropout=0.0,
+                      encoder="transformer")
     torch.manual_seed(0)
     model = GenreModel(30, 2, torch.randn(30, 12), cfg).eval()
     cf, ct = model.items.padded_tables()

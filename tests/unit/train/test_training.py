@@ -411,3 +411,27 @@ def test_no_refit_serves_the_selection_model(tmp_path):
     for (name, a), (_, b) in zip(run.model.state_dict().items(),
                                  load_run(tmp_path, weights="selection").model.state_dict().items()):
         assert np.array_equal(a.numpy(), b.numpy()), name
+
+
+def test_the_transformer_recipe_trains_exports_and_serves_what_it_trained(tmp_path):
+    """configs/transformer.toml's encoder, small: it learns, and export's ONNX
+    check (onnxruntime == PyTorch on several shapes) passes on it."""
+    from pathlib import Path
+
+    from genre_serve.export.repository import export_run
+    from genre_serve.serving.pipeline import InProcessRecommender
+    from genre_serve.serving.recommender import VersionRecommender
+
+    recipe = TrainConfig.from_toml(Path(__file__).resolve().parents[3] / "configs" / "transformer.toml")
+    assert recipe.model.encoder == "transformer" and recipe.model.max_history == 200
+    ds = train_synthetic(tmp_path / "run", num_users=150, num_items=200, seed=1, epochs=4,
+                         model=SMALL_TRAIN_CONFIG["model"] | {"encoder": "transformer"})
+    run = load_run(tmp_path / "run", weights="selection")
+    assert max(h["valid_ndcg@10"] for h in run.meta["retrieval_history"]) > 0.05
+    export_run(tmp_path / "run", tmp_path / "repo")
+    served = VersionRecommender(tmp_path / "repo" / "genre_recommend" / "1")
+    reference = InProcessRecommender(tmp_path / "run")
+    for h in run.split.stage("test").histories[:5]:
+        history = run.items.external(h)
+        assert served.recommend(history, 8)[0] == reference.recommend(history, 8)[0]
+    assert ds.num_items == 200
