@@ -172,6 +172,12 @@ def print_table(results: list[dict]) -> None:
         print(f"{key}: " + "; ".join(cells) + f"; mean over seeds {mean:.3f}x")
 
 
+def _config(text: str) -> dict:
+    if text.endswith(".toml"):
+        return TrainConfig.from_toml(text).to_dict()
+    return json.loads(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -179,7 +185,8 @@ def main() -> None:
                     help="seeds whose validation picks SASRec+'s dropout and lr (the rest reuse the pick)")
     ap.add_argument("--dropouts", type=float, nargs="+", default=[0.1, 0.3])
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3])
-    ap.add_argument("--config", type=json.loads, default={}, help="GENRE TrainConfig overrides, as JSON")
+    ap.add_argument("--config", type=_config, default={},
+                    help="GENRE TrainConfig overrides: JSON, or a TOML file (configs/transformer.toml)")
     ap.add_argument("--out", type=Path, default=Path("runs/quality"))
     ap.add_argument("--reuse-peers", action="store_true",
                     help="reuse the peers' per-user figures a previous run saved in --out (GENRE trains again)")

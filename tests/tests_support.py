@@ -105,8 +105,7 @@ SMALL_TRAIN_CONFIG = {
     "epochs": 3,
     "ranker_epochs": 1,
     "batch_size": 128,
-    "sequence_batch_size": 8,
-    "ema_decay": 0.9,
+    "sequence_batch_size": 8,  # the transformer encoder's (tests that choose it)
     "patience": 10,
     "model": {"dim": 16, "hidden": 32, "max_history": 20, "ranker_hidden": [16]},
 }

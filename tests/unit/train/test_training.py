@@ -424,7 +424,7 @@ def test_the_transformer_recipe_trains_exports_and_serves_what_it_trained(tmp_pa
 
     recipe = TrainConfig.from_toml(Path(__file__).resolve().parents[3] / "configs" / "transformer.toml")
     assert recipe.model.encoder == "transformer" and recipe.model.max_history == 200
-    ds = train_synthetic(tmp_path / "run", num_users=150, num_items=200, seed=1, epochs=4,
+    ds = train_synthetic(tmp_path / "run", num_users=150, num_items=200, seed=1, epochs=4, ema_decay=0.9,
                          model=SMALL_TRAIN_CONFIG["model"] | {"encoder": "transformer"})
     run = load_run(tmp_path / "run", weights="selection")
     assert max(h["valid_ndcg@10"] for h in run.meta["retrieval_history"]) > 0.05
