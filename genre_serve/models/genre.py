@@ -118,6 +118,26 @@ class ItemTowers(nn.Module):
         return cf[1:], ct[1:]
 
 
+def recent_popularity_weight(num_scenarios: int) -> nn.Embedding:
+    """Per scenario: how much recent popularity counts (starts at 0; calibrated, train/calibration.py)."""
+    weight = nn.Embedding(num_scenarios, 1)
+    nn.init.zeros_(weight.weight)
+    return weight
+
+
+def user_vectors_of(encoder: nn.Module, u: torch.Tensor, scenario: torch.Tensor):
+    """A user encoder's state u [..., hidden] -> (u_cf, u_ct): the CF head plus
+    the constant 1 against the item bias and the scenario's recent-popularity
+    weight against that column (one dot product for fused_topk), the content head."""
+    cfg = encoder.cfg
+    u_cf = encoder.out_cf(u)
+    if cfg.item_bias:
+        u_cf = torch.cat([u_cf, torch.ones_like(u_cf[..., :1])], -1)
+    if cfg.recent_popularity:
+        u_cf = torch.cat([u_cf, encoder.recent_popularity_weight(scenario)], -1)
+    return u_cf, encoder.out_ct(u)
+
+
 class UserEncoder(nn.Module):
     """Long-term attention pooling + short-term attention over the last items,
     mixed by a learned gate; everything conditioned on the scenario."""
@@ -140,9 +160,7 @@ class UserEncoder(nn.Module):
         self.out_cf = nn.Linear(h, cfg.dim)
         self.out_ct = nn.Linear(h, cfg.dim)
         if cfg.recent_popularity:
-            # Per scenario: how much recent popularity counts (starts at 0, learned).
-            self.recent_popularity_weight = nn.Embedding(num_scenarios, 1)
-            nn.init.zeros_(self.recent_popularity_weight.weight)
+            self.recent_popularity_weight = recent_popularity_weight(num_scenarios)
 
     def forward(self, hist_cf, hist_ct, mask, scenario):
         # The history is read without the recent-popularity column: a snapshot
@@ -165,12 +183,7 @@ class UserEncoder(nn.Module):
         short = (w_short.unsqueeze(-1) * xs).sum(1)
         g = torch.sigmoid(self.gate(torch.cat([long, short, s], -1)))
         u = self.drop(self.norm(g * long + (1 - g) * short + s))
-        u_cf = self.out_cf(u)
-        if self.cfg.item_bias:
-            u_cf = torch.cat([u_cf, torch.ones_like(u_cf[:, :1])], 1)
-        if self.cfg.recent_popularity:
-            u_cf = torch.cat([u_cf, self.recent_popularity_weight(scenario)], 1)
-        return u_cf, self.out_ct(u)
+        return user_vectors_of(self, u, scenario)
 
 
 class SequenceUserEncoder(nn.Module):
@@ -205,8 +218,7 @@ class SequenceUserEncoder(nn.Module):
         self.out_cf = nn.Linear(h, cfg.dim)
         self.out_ct = nn.Linear(h, cfg.dim)
         if cfg.recent_popularity:
-            self.recent_popularity_weight = nn.Embedding(num_scenarios, 1)
-            nn.init.zeros_(self.recent_popularity_weight.weight)
+            self.recent_popularity_weight = recent_popularity_weight(num_scenarios)
 
     def sequence(self, hist_cf, hist_ct, mask, scenario, last_only: bool = False):
         """User vectors at every position [B, L, d] (`last_only`: the last, [B, 1, d])."""
@@ -222,12 +234,7 @@ class SequenceUserEncoder(nn.Module):
         short = attend(q, self.short_key(x), x, allowed)
         g = torch.sigmoid(self.gate(torch.cat([long, short, s], -1)))
         u = self.drop(self.norm(g * long + (1 - g) * short + s))
-        u_cf = self.out_cf(u)
-        if self.cfg.item_bias:
-            u_cf = torch.cat([u_cf, torch.ones_like(u_cf[..., :1])], -1)
-        if self.cfg.recent_popularity:
-            u_cf = torch.cat([u_cf, self.recent_popularity_weight(scenario)], -1)
-        return u_cf, self.out_ct(u)
+        return user_vectors_of(self, u, scenario)
 
     def forward(self, hist_cf, hist_ct, mask, scenario):
         u_cf, u_ct = self.sequence(hist_cf, hist_ct, mask, scenario.unsqueeze(1), last_only=True)

@@ -20,6 +20,8 @@ in that position's history excluded (the evaluation never counts them).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -167,6 +169,7 @@ class _CatalogCrossEntropy(torch.autograd.Function):
         return grad_q * scale, grad_i * scale, None, None, None, None, None
 
 
+@functools.cache
 def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 / AMX):
     there the catalog products run 3-4x faster in bf16; elsewhere bf16 is

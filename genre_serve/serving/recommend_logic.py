@@ -69,6 +69,14 @@ def _decode(values, field: str) -> list[str]:
     return [v.decode("utf-8") for v in _utf8(values, field)]
 
 
+def _one_value(value, kinds: str, field: str, type_name: str):
+    """The single element of a scalar input whose numpy dtype kind is one of `kinds`."""
+    flat = np.asarray(value).reshape(-1)
+    if flat.size != 1 or flat.dtype.kind not in kinds:
+        raise RequestError(f"{field}: must be one {type_name} value")
+    return flat[0]
+
+
 def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None, explain=None) -> Request:
     """Validates one request. Unknown history ids are skipped (documented);
     K beyond the catalog is answered with what exists."""
@@ -79,10 +87,7 @@ def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None, expla
     ids = _utf8(history, fmt.HISTORY)
     if k is None:
         raise RequestError(f"{fmt.K}: missing")
-    k_arr = np.asarray(k).reshape(-1)
-    if k_arr.size != 1 or k_arr.dtype.kind not in "iu":
-        raise RequestError(f"{fmt.K}: must be one TYPE_INT32 value")
-    k_val = int(k_arr[0])
+    k_val = int(_one_value(k, "iu", fmt.K, "TYPE_INT32"))
     if k_val <= 0:
         raise RequestError(f"{fmt.K}: must be positive, got {k_val}")
     scen_index = 0
@@ -96,18 +101,10 @@ def parse_request(catalog: Catalog, history, k, scenario=None, alpha=None, expla
         scen_index = catalog.scenarios.index(names[0])
     alpha_val = None
     if alpha is not None:
-        a = np.asarray(alpha).reshape(-1)
-        if a.size != 1 or a.dtype.kind != "f":
-            raise RequestError(f"{fmt.ALPHA}: must be one TYPE_FP32 value")
-        alpha_val = float(a[0])
+        alpha_val = float(_one_value(alpha, "f", fmt.ALPHA, "TYPE_FP32"))
         if not np.isfinite(alpha_val) or not 0.0 <= alpha_val <= 1.0:
             raise RequestError(f"{fmt.ALPHA}: must be a number in [0, 1], got {alpha_val}")
-    explain_val = False
-    if explain is not None:
-        e = np.asarray(explain).reshape(-1)
-        if e.size != 1 or e.dtype.kind != "b":
-            raise RequestError(f"{fmt.EXPLAIN}: must be one TYPE_BOOL value")
-        explain_val = bool(e[0])
+    explain_val = explain is not None and bool(_one_value(explain, "b", fmt.EXPLAIN, "TYPE_BOOL"))
     known = catalog.ids.lookup(ids)
     k_val = min(k_val, catalog.max_k, len(catalog.ids))
     return Request(known=known, k=k_val, scenario=scen_index, alpha=alpha_val, explain=explain_val)
