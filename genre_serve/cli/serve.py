@@ -8,7 +8,13 @@ from pathlib import Path
 
 from genre_serve.cli.common import EXIT_FAILURE, EXIT_OK, Subparsers
 from genre_serve.errors import UsageError
-from genre_serve.serving.launcher import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT, LOOPBACK
+from genre_serve.serving.launcher import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HEALTH_PORT,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_METRICS_PORT,
+    LOOPBACK,
+)
 
 LOCAL_HTTP = f"{LOOPBACK}:{DEFAULT_HTTP_PORT}"
 
@@ -20,6 +26,19 @@ def register(commands: Subparsers) -> None:
     s.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     s.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)
     s.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
+    s.add_argument("--health-port", type=int, default=DEFAULT_HEALTH_PORT,
+                   help="genre_serve's health endpoint: /v2/health/ready (false while a model instance is dead and "
+                        "being reloaded, and once a shutdown began), /v2/health/live, /health (JSON); what "
+                        "balancers and probes should ask (default: %(default)s)")
+    s.add_argument("--drain-delay-s", type=float, default=5.0,
+                   help="on SIGTERM: seconds to keep answering with readiness false, for balancers to notice "
+                        "(default: %(default)s; Ctrl-C skips it)")
+    s.add_argument("--drain-timeout-s", type=int, default=20,
+                   help="on SIGTERM or Ctrl-C: seconds tritonserver then waits for the requests on open connections "
+                        "(default: %(default)s)")
+    s.add_argument("--no-heal", action="store_true",
+                   help="do not reload a model whose instance died, nor restart a tritonserver that exited "
+                        "(the health endpoint still reports them)")
     s.add_argument("--log-verbose", type=int, default=0)
     s.add_argument("--quiet", action="store_true", help="do not forward the server's log")
     s.add_argument("--control-key",
@@ -73,18 +92,30 @@ def cmd_serve(args) -> int:
 
     from genre_serve.formats.repository import CONTROL_HEADER, CONTROL_KEY_ENV, CONTROL_KEY_FILE
     from genre_serve.serving.launcher import TritonServer
+    from genre_serve.serving.supervisor import Supervisor
 
+    if args.drain_delay_s < 0 or args.drain_timeout_s < 0:
+        raise UsageError("--drain-delay-s and --drain-timeout-s: at least 0")
     server = TritonServer(args.model_repository, args.host, args.http_port, args.grpc_port, args.metrics_port,
                           log_verbose=args.log_verbose, forward_logs=not args.quiet,
                           control_key=args.control_key or os.environ.get(CONTROL_KEY_ENV) or None,
-                          restrict_control=not args.open_control)
+                          restrict_control=not args.open_control, exit_timeout_s=args.drain_timeout_s)
+    supervisor = Supervisor(server, health_port=args.health_port, heal=not args.no_heal,
+                            log=lambda line: print(line, file=sys.stderr, flush=True))
     stop = threading.Event()
+    signals: list[int] = []
+
+    def on_signal(sig, _frame) -> None:
+        signals.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
+        signal.signal(sig, on_signal)
+    supervisor.start()
+    drained = False
     try:
-        print(f"genre_serve is ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}",
-              flush=True)
+        print(f"genre_serve is ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}  "
+              f"health {supervisor.endpoint.url}", flush=True)
         if args.open_control:
             print("model control is open to every client (--open-control)", flush=True)
         else:
@@ -92,13 +123,22 @@ def cmd_serve(args) -> int:
                 f"the key in {server.model_repository / CONTROL_KEY_FILE}"
             print(f"model control (load, unload) needs the {CONTROL_HEADER} header with {where}; "
                   "export/add-items/refresh-popularity --url read it from there", flush=True)
-        print("Ctrl-C stops it.", flush=True)
+        print("SIGTERM drains and stops it; Ctrl-C stops it sooner.", flush=True)
         while not stop.wait(0.5):
-            if not server.running:
+            if supervisor.failed:
+                print(f"genre_serve: giving up: {supervisor.failed}", file=sys.stderr)
+                return EXIT_FAILURE
+            if args.no_heal and not server.running:
                 print("tritonserver exited unexpectedly", file=sys.stderr)
                 return EXIT_FAILURE
+        # SIGTERM: what a rolling update sends; wait for balancers. Ctrl-C: a person waiting.
+        delay = args.drain_delay_s if signals[0] == signal.SIGTERM else 0.0
+        stop.clear()  # a second signal cuts the delay short
+        supervisor.drain(delay, interrupted=stop)
+        drained = True
     finally:
-        server.stop()
+        if not drained:
+            supervisor.stop()
         print("stopped", flush=True)
     return EXIT_OK
 

@@ -51,7 +51,9 @@ def protocol_module(protocol: str) -> ModuleType:
     raise ValueError(f"protocol: 'http' or 'grpc', got {protocol!r}")
 
 
-_UNAVAILABLE_MARKERS = ("unavailable", "connection refused", "failed to connect", "not ready",
+# "is not healthy": a model instance whose process died; `genre-serve serve`
+# reloads the model within seconds, and the retry lands on a live instance.
+_UNAVAILABLE_MARKERS = ("unavailable", "is not healthy", "connection refused", "failed to connect", "not ready",
                         "is not found", "unknown model", "no version", "connect failed", "socket closed",
                         "broken pipe", "connection reset", "connection closed", "connection aborted")
 _TIMEOUT_MARKERS = ("deadline", "timed out", "timeout")
@@ -84,6 +86,12 @@ def classify(e: BaseException) -> ClientError:
     return ClientError(f"{type(e).__name__}: {e}")
 
 
+# The default retry policy: 6 retries, backoff 0.1 s doubling (0.1 .. 3.2 s),
+# 6.3 s of waiting in all: longer than `genre-serve serve` takes to reload a
+# model whose instance died (a few seconds), so a default client rides it out.
+DEFAULT_RETRIES, DEFAULT_BACKOFF_S = 6, 0.1
+
+
 class ClientCore:
     """Settings, validation and retry policy of GenreClient and AsyncGenreClient.
 
@@ -92,8 +100,10 @@ class ClientCore:
     url : "host:port" of the HTTP (default 8000) or gRPC (default 8001) endpoint.
     protocol : "http" or "grpc".
     timeout_s : per-request timeout.
-    retries : attempts after the first for retryable failures (server down/unavailable).
-    backoff_s : first backoff; doubles per attempt.
+    retries : attempts after the first for retryable failures (server down or
+        restarting, model not loaded, a dead model instance); default 6.
+    backoff_s : first backoff (default 0.1 s); doubles per attempt: 6.3 s of
+        waiting over the default 6 retries.
     model : the entry point (genre_recommend).
     retry_overloaded : also retry (with the same backoff) requests the server
         rejected because its queue was full.
@@ -102,7 +112,7 @@ class ClientCore:
     """
 
     def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", timeout_s: float = 10.0,
-                 retries: int = 3, backoff_s: float = 0.1, model: str = fmt.RECOMMEND,
+                 retries: int = DEFAULT_RETRIES, backoff_s: float = DEFAULT_BACKOFF_S, model: str = fmt.RECOMMEND,
                  retry_overloaded: bool = False):
         if not timeout_s > 0:
             raise ValueError(f"timeout_s: must be positive, got {timeout_s}")

@@ -611,6 +611,11 @@ def staged_version(repository: Path, version: int, copy_from: int | None = None,
         yield staging
         for m in models:
             staging[m].rename(repository / m / str(version))
+    except OSError as e:
+        if e.filename is None and e.strerror:
+            # A write deep in numpy/onnx names no file (a full disk): name the repository.
+            raise OSError(e.errno, e.strerror, str(repository)) from e
+        raise
     finally:
         for folder in staging.values():
             shutil.rmtree(folder, ignore_errors=True)

@@ -35,8 +35,10 @@ from pathlib import Path
 from genre_serve.errors import ServerError
 
 LOOPBACK = "127.0.0.1"
-# `genre-serve serve`'s ports (Triton's defaults); tests and the quickstart take free ones.
+# `genre-serve serve`'s ports (Triton's defaults, and genre_serve's health endpoint
+# beside them); tests and the quickstart take free ones.
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
+DEFAULT_HEALTH_PORT = 8003
 
 ONNXRUNTIME_BACKEND_SHIM = (
     "# Python-based Triton backend 'onnxruntime' assembled by genre_serve's launcher.\n"
@@ -131,6 +133,8 @@ class TritonServer:
     log_verbose: int = 0
     forward_logs: bool = False
     extra_args: list[str] = field(default_factory=list)
+    # Seconds tritonserver waits on SIGTERM for the open connections' requests (Triton's --exit-timeout-secs).
+    exit_timeout_s: int = 10
     check_format: bool = True  # False: any Triton repository (the benchmarks' trivial floor model)
     # The model-repository API (load, unload, index) needs this key in the
     # genre-serve-control-key header; None: the repository's key file (made
@@ -167,7 +171,7 @@ class TritonServer:
             f"--metrics-port={self.metrics_port}",
             f"--model-control-mode={self.model_control}",
             f"--log-verbose={self.log_verbose}",
-            "--exit-timeout-secs=10",
+            f"--exit-timeout-secs={int(self.exit_timeout_s)}",
             "--strict-readiness=true",
         ]
         if self.model_control == "explicit":
@@ -250,6 +254,11 @@ class TritonServer:
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """tritonserver's exit code once it has exited, else None."""
+        return None if self._proc is None else self._proc.poll()
 
     @property
     def running(self) -> bool:

@@ -65,3 +65,58 @@ def test_sigterm_during_an_export_publishes_nothing(trained_run, tmp_path):
     assert "terminated" in err and "Traceback" not in err
     assert fmt.versions_of(repo, fmt.RECOMMEND) == [1]
     assert not list(repo.glob("*/.*.staging"))
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real small filesystem (tmpfs) of the size asked for, unmounted after;
+    skipped where this process may not mount one (it needs root)."""
+    mounted = []
+
+    def make(size_mb: int):
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        mounted.append(where)
+        return where
+
+    yield make
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _files(repo):
+    return sorted(str(p.relative_to(repo)) for p in repo.rglob("*"))
+
+
+@pytest.mark.triton
+def test_a_really_full_disk_keeps_the_served_version_and_leaves_nothing(trained_run, tmp_path, small_disk, capsys):
+    from genre_serve.client import GenreClient
+    from genre_serve.client.model_control import load_latest
+    from genre_serve.serving.launcher import TritonServer
+
+    one_version = sum(p.stat().st_size for p in (tmp_path / "probe").rglob("*") if p.is_file()) \
+        if export_run(trained_run, tmp_path / "probe") else 0
+    # Too small for one version: the export that creates the repository fails and takes it away again.
+    tiny = small_disk(max(1, one_version // 2 // 2**20))
+    assert main(["export", str(trained_run), "--model-repository", str(tiny / "repo")]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert not (tiny / "repo").exists() and not list(tiny.iterdir())
+    # Room for one version and a half: version 1 serves, version 2 cannot be written.
+    disk = small_disk(one_version * 3 // 2 // 2**20)
+    repo = disk / "repo"
+    assert main(["export", str(trained_run), "--model-repository", str(repo)]) == 0
+    capsys.readouterr()
+    with TritonServer(repo) as server, GenreClient(server.http_url) as client:
+        answer = client.recommend_versioned(["i1", "i2"], 5)
+        before = _files(repo)  # with what the server wrote (its key file, the stubs' bytecode)
+        assert main(["export", str(trained_run), "--model-repository", str(repo)]) == 1
+        err = capsys.readouterr().err
+        assert "No space left on device" in err and str(repo) in err and "Traceback" not in err
+        assert _files(repo) == before  # no partial version, no staging folder
+        load_latest(server.http_url, control_key=server.control_key)  # nothing new to load
+        assert client.recommend_versioned(["i1", "i2"], 5) == answer  # version 1 still serving

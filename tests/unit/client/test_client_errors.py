@@ -25,6 +25,9 @@ from genre_serve.serving.launcher import free_port
         (InferenceServerException("x", status="StatusCode.UNAVAILABLE"), ModelUnavailableError),
         (InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED"), ClientTimeoutError),
         (ConnectionRefusedError(111, "Connection refused"), ModelUnavailableError),
+        # A dead model instance, until `serve` reloads the model: retried.
+        (InferenceServerException("Stub process 'genre_recommend_0_1' is not healthy.", status="500"),
+         ModelUnavailableError),
         (TimeoutError("timed out"), ClientTimeoutError),
     ],
 )
@@ -68,4 +71,14 @@ def test_the_retry_policy_backs_off_and_stops_after_the_retries():
     assert client.retry_delay(InvalidRequestError("bad"), 0) is None
     assert client.retry_delay(ServerOverloadedError("full"), 0) is None
     assert client.retried == 2
+    client.close()
+
+
+def test_the_default_retries_outlast_a_model_reload():
+    """serve reloads a model with a dead instance within a few seconds
+    (benchmarks/RELIABILITY.md); the default policy must wait longer than that."""
+    client = GenreClient(f"127.0.0.1:{free_port()}")
+    down = ModelUnavailableError("down")
+    delays = [client.retry_delay(down, a) for a in range(client.retries + 1)]
+    assert delays[-1] is None and sum(delays[:-1]) > 5.0
     client.close()

@@ -1,0 +1,109 @@
+"""`genre-serve serve` heals itself and drains (issue 15, items 1 and 4): a
+real server in a subprocess, a real load, real SIGKILLs and SIGTERMs.
+
+The fast versions; benchmarks/reliability.py repeats them on the MovieLens
+model and records the recovery times."""
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+from genre_serve.client import GenreClient
+from genre_serve.client.core import DEFAULT_RETRIES
+from genre_serve.client.model_control import load_latest
+from genre_serve.export.repository import export_run
+from genre_serve.loadtest.traffic import BackgroundTraffic
+from genre_serve.reliability.serve_process import ServeProcess, watch_readiness
+
+pytestmark = pytest.mark.triton
+
+HISTORIES = [[f"i{j}" for j in range(i, i + 12)] for i in range(40)]
+
+
+@pytest.fixture()
+def repo_copy(repository, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(repository, repo)
+    return repo
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+def test_a_killed_stub_is_replaced_under_load_and_default_clients_see_no_failure(repo_copy, trained_run):
+    with ServeProcess(repo_copy) as serve:
+        assert serve.ready() == 200
+        before = {s.instance: s.pid for s in serve.stubs("genre_recommend")}
+        victim = sorted(before)[0]
+        # The SDK's default retry settings (6 retries from 0.1 s, doubling).
+        with BackgroundTraffic(serve.http_url, HISTORIES, k=5, concurrency=4, timeout_s=10,
+                               retries=DEFAULT_RETRIES) as traffic:
+            traffic.wait_for_answers(50)
+            os.kill(before[victim], signal.SIGKILL)
+            readiness = watch_readiness(serve, 1.0)
+            _wait_for(lambda: serve.ready() == 200 and "reloaded" in serve.log(), 60, "the model reloaded")
+            traffic.wait_for_answers(50, since=time.monotonic())
+        summary = traffic.summary()
+        assert summary["requests"] == summary["ok"], summary
+        assert 503 in [code for _, code in readiness], readiness  # not ready while the instance was dead
+        after = {s.instance: s.pid for s in serve.stubs("genre_recommend")}
+        assert set(after) == set(before) and after[victim] != before[victim]
+        heal = serve.report()["heals"][-1]
+        assert heal["model"] == "genre_recommend" and heal["instances"] == [victim] and heal["error"] is None
+
+        # A rollout after a heal still switches to the new version (the heal's
+        # pinned configuration does not outlive the next load).
+        version = export_run(trained_run, repo_copy).version
+        load_latest(serve.http_url, control_key=(repo_copy / ".genre_serve.control_key").read_text().strip())
+        with GenreClient(serve.http_url) as client:
+            _, served = client.recommend_versioned(["i1", "i2"], 5)
+        assert served == version
+
+
+def test_a_killed_tritonserver_is_started_again(repo_copy):
+    with ServeProcess(repo_copy) as serve:
+        old = serve.tritonserver_pid()
+        os.killpg(old, signal.SIGKILL)  # tritonserver and its stubs, as an OOM kill of the group would
+        _wait_for(lambda: serve.ready() != 200, 10, "readiness false after the kill")
+        _wait_for(lambda: serve.ready() == 200, 120, "tritonserver back")
+        assert serve.tritonserver_pid() != old and serve.report()["tritonserver"]["restarts"] == 1
+        with GenreClient(serve.http_url) as client:
+            assert len(client.recommend(["i1", "i2"], 5)) == 5
+
+
+def test_without_heal_a_dead_instance_is_reported_not_hidden(repo_copy):
+    with ServeProcess(repo_copy, "--no-heal") as serve:
+        victim = serve.stubs("genre_recommend")[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        # Nothing reloads it, and Triton's own readiness stays green: ours must not.
+        _wait_for(lambda: serve.ready() == 503, 10, "readiness false")
+        time.sleep(1.0)
+        assert serve.ready() == 503 and "reloaded" not in serve.log()
+        assert victim.instance in serve.report()["reason"]
+
+
+def test_sigterm_under_load_answers_what_was_accepted_then_exits_zero(repo_copy):
+    with ServeProcess(repo_copy, "--drain-delay-s", "1", "--drain-timeout-s", "5") as serve:
+        with BackgroundTraffic(serve.http_url, HISTORIES, k=5, concurrency=4, timeout_s=10, retries=0) as traffic:
+            traffic.wait_for_answers(50)
+            signalled = time.monotonic()
+            serve.signal(signal.SIGTERM)
+            readiness = watch_readiness(serve, 0.5)
+            code = serve.wait(60)
+        assert code == 0
+        assert readiness and all(c != 200 for _, c in readiness), readiness  # false at once
+        accepted = [o for o in traffic.outcomes if o.started < signalled]
+        assert accepted and all(o.ok for o in accepted), [o.message for o in accepted if not o.ok][:3]
+        # The drain delay kept answering on the open connections.
+        assert any(o.ok and o.started > signalled + 0.5 for o in traffic.outcomes)
+        assert "draining" in serve.log()
