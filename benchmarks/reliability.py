@@ -17,14 +17,18 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
+from genre_serve.client import GenreClient
+from genre_serve.client.core import DEFAULT_BACKOFF_S, DEFAULT_RETRIES
 from genre_serve.client.model_control import load_latest
 from genre_serve.export import model_configs as mc
 from genre_serve.export.add_items import add_items
@@ -34,6 +38,7 @@ from genre_serve.formats.run_dir import load_run
 from genre_serve.loadtest import sweep
 from genre_serve.loadtest.traffic import BackgroundTraffic
 from genre_serve.reliability import bad_inputs, batching, raw_http
+from genre_serve.reliability.serve_process import ServeProcess, genre_serve_command
 from genre_serve.serving.launcher import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,6 +172,202 @@ def phase_restart(repo_src: Path, work: Path, histories, cycles: int) -> dict:
         "slowest_failure_s": max((o.seconds for o in failing.outcomes if not o.ok), default=0.0)}
 
 
+# -- issue 15: faults the server must survive ------------------------------------------------------------------
+def _readiness_until_ready(serve: ServeProcess, t0: float, timeout_s: float = 60.0) -> dict:
+    """Readiness samples from `t0` (a kill) until the endpoint says 200 again."""
+    samples = []
+    while time.monotonic() - t0 < timeout_s:
+        code = serve.ready()
+        samples.append((time.monotonic() - t0, code))
+        if code == 200 and any(c != 200 for _, c in samples):
+            break
+        if code == 200 and time.monotonic() - t0 > 3.0:  # never went false: report it as such
+            break
+        time.sleep(0.02)
+    first_false = next((t for t, c in samples if c != 200), None)
+    back = next((t for t, c in samples if c == 200 and first_false is not None and t > first_false), None)
+    return {"first_not_ready_s": None if first_false is None else round(first_false, 3),
+            "ready_again_s": None if back is None else round(back, 3),
+            "samples": len(samples), "not_ready_samples": sum(c != 200 for _, c in samples)}
+
+
+def phase_stub_kills(repo_src: Path, work: Path, histories, kills: int) -> dict:
+    """SIGKILL of one python-backend stub at a time (each entry model in turn)
+    under load, through `genre-serve serve`: clients with the SDK's default
+    retries, and clients without retries for the raw failures."""
+    repo = work / "stub_kills"
+    shutil.copytree(repo_src, repo)
+    cycles = []
+    with ServeProcess(repo) as serve:
+        retrying = BackgroundTraffic(serve.http_url, histories, k=10, concurrency=4, timeout_s=10.0,
+                                     retries=DEFAULT_RETRIES, backoff_s=DEFAULT_BACKOFF_S)
+        raw = BackgroundTraffic(serve.http_url, histories, k=10, concurrency=1, timeout_s=10.0, retries=0)
+        with retrying, raw:
+            retrying.wait_for_answers(200)
+            for i in range(kills):
+                model = fmt.RECOMMEND if i % 2 == 0 else fmt.RECOMMEND_BATCH
+                stubs = sorted(serve.stubs(model), key=lambda s: s.instance)
+                victim = stubs[(i // 2) % len(stubs)]
+                heals_before = len(serve.report()["heals"])
+                t0 = time.monotonic()
+                os.kill(victim.pid, signal.SIGKILL)
+                readiness = _readiness_until_ready(serve, t0)
+                heals = serve.report()["heals"]
+                heal = heals[-1] if len(heals) > heals_before else None
+                cycles.append({"model": model, "instance": victim.instance, **readiness,
+                               "reload_s": heal and heal["seconds"], "heal_error": heal and heal["error"]})
+                print(f"  kill {i + 1}/{kills}: {victim.instance}: not ready after "
+                      f"{readiness['first_not_ready_s']} s, ready again after {readiness['ready_again_s']} s")
+                retrying.wait_for_answers(200, since=time.monotonic())
+        after_all = {s.instance for s in serve.stubs()}
+    ok = retrying.summary()
+    return {"kills": cycles, "client": {"retries": DEFAULT_RETRIES, "backoff_s": DEFAULT_BACKOFF_S,
+                                        "timeout_s": 10.0},
+            "traffic": ok, "no_retry_traffic": raw.summary(), "instances_after": sorted(after_all),
+            "slowest_request_s": max((o.seconds for o in retrying.outcomes + raw.outcomes), default=0.0)}
+
+
+def phase_tritonserver_kill(repo_src: Path, work: Path, histories) -> dict:
+    """SIGKILL of tritonserver and its stubs under `genre-serve serve`: it is started again."""
+    repo = work / "triton_kill"
+    shutil.copytree(repo_src, repo)
+    with ServeProcess(repo) as serve:
+        with BackgroundTraffic(serve.http_url, histories, k=10, concurrency=4, timeout_s=10.0,
+                               retries=DEFAULT_RETRIES, backoff_s=DEFAULT_BACKOFF_S) as traffic:
+            traffic.wait_for_answers(200)
+            t0 = time.monotonic()
+            os.killpg(serve.tritonserver_pid(), signal.SIGKILL)
+            readiness = _readiness_until_ready(serve, t0, timeout_s=180.0)
+            traffic.wait_for_answers(200, since=time.monotonic())
+        restarts = serve.report()["tritonserver"]["restarts"]
+    return {**readiness, "restarts": restarts, "traffic": traffic.summary()}
+
+
+def _items_file(path: Path, tag: str) -> Path:
+    pd.DataFrame({"item_id": [f"{tag}-1", f"{tag}-2"],
+                  "title": [f"A new film called {tag}", f"Another new film called {tag}"]}).to_csv(path, index=False)
+    return path
+
+
+def phase_concurrent_writers(repo_src: Path, work: Path, histories, pairs: int) -> dict:
+    """`pairs` times two `genre-serve add-items --url` started together on a
+    served repository, with load running."""
+    repo = work / "writers"
+    shutil.copytree(repo_src, repo)
+    rows = []
+    with ServeProcess(repo) as serve, \
+            BackgroundTraffic(serve.http_url, histories, k=10, concurrency=4, timeout_s=10.0) as traffic:
+        traffic.wait_for_answers(100)
+        for i in range(pairs):
+            before = fmt.versions_of(repo, fmt.RECOMMEND)
+            procs = [subprocess.Popen(genre_serve_command() + [
+                "add-items", str(repo), "--items", str(_items_file(work / f"new_{i}_{j}.csv", f"pair{i}-{j}")),
+                "--url", serve.http_url, "--keep-versions", "3"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for j in range(2)]
+            outs = [p.communicate(timeout=600) for p in procs]
+            after = fmt.versions_of(repo, fmt.RECOMMEND)
+            new = [v for v in after if v not in before]
+            rows.append({"pair": i + 1, "exit_codes": [p.returncode for p in procs], "new_versions": new,
+                         "tracebacks": sum("Traceback" in err for _, err in outs),
+                         "complete": fmt.check_repository(repo) == after,
+                         "errors": [err.strip().splitlines()[-1] for (_, err), proc in zip(outs, procs)
+                                    if err.strip() and proc.returncode]})
+            print(f"  pair {i + 1}/{pairs}: exit {rows[-1]['exit_codes']}, new versions {new}")
+        time.sleep(1.0)
+    return {"pairs": rows, "traffic": traffic.summary(),
+            "one_version_per_command": all(len(r["new_versions"]) == sum(c == 0 for c in r["exit_codes"])
+                                           for r in rows)}
+
+
+def phase_disk_full(run_dir: Path, work: Path) -> dict:
+    """A real small filesystem (tmpfs, needs root): room for one version and a half."""
+    probe = work / "disk_probe"
+    export_run(run_dir, probe)
+    one_version = sum(p.stat().st_size for p in probe.rglob("*") if p.is_file())
+    disk = work / "small_disk"
+    disk.mkdir()
+    size_mb = one_version * 3 // 2 // 2**20
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        return {"skipped": f"cannot mount a tmpfs: {mounted.stderr.strip()}"}
+    try:
+        repo = disk / "repo"
+        export_run(run_dir, repo)
+        with ServeProcess(repo) as serve, GenreClient(serve.http_url) as client:
+            answer = client.recommend_versioned(["1", "2"], 10)
+            files = sorted(str(p.relative_to(repo)) for p in repo.rglob("*"))
+            proc = subprocess.run(genre_serve_command() + ["export", str(run_dir), "--model-repository", str(repo),
+                                                           "--url", serve.http_url], capture_output=True, text=True)
+            left = sorted(str(p.relative_to(repo)) for p in repo.rglob("*"))
+            still = client.recommend_versioned(["1", "2"], 10) == answer
+        return {"filesystem_mb": size_mb, "version_mb": round(one_version / 2**20, 1), "exit_code": proc.returncode,
+                "message": (proc.stderr.strip().splitlines() or [""])[-1], "traceback": "Traceback" in proc.stderr,
+                "left_behind": sorted(set(left) - set(files)), "served_version_unchanged": still}
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def phase_sigterm_export(run_dir: Path, work: Path) -> dict:
+    repo = work / "sigterm_export"
+    export_run(run_dir, repo)
+    proc = subprocess.Popen(genre_serve_command() + ["export", str(run_dir), "--model-repository", str(repo)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    staging = repo / fmt.RECOMMEND / ".2.staging"
+    deadline = time.monotonic() + 300
+    while not staging.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    return {"exit_code": proc.returncode, "message": (err.strip().splitlines() or [""])[-1],
+            "traceback": "Traceback" in err, "versions": fmt.versions_of(repo, fmt.RECOMMEND),
+            "staging_left": [str(p.relative_to(repo)) for p in repo.glob("*/.*.staging")]}
+
+
+def phase_sigterm_under_load(repo_src: Path, work: Path, histories, drain_delay_s: float = 2.0) -> dict:
+    repo = work / "sigterm_load"
+    shutil.copytree(repo_src, repo)
+    with ServeProcess(repo, "--drain-delay-s", str(drain_delay_s), "--drain-timeout-s", "10") as serve, \
+            BackgroundTraffic(serve.http_url, histories, k=10, concurrency=4, timeout_s=10.0, retries=0) as traffic:
+        traffic.wait_for_answers(200)
+        t0 = time.monotonic()
+        serve.signal(signal.SIGTERM)
+        readiness = []
+        while serve.proc.poll() is None and time.monotonic() - t0 < 60:
+            readiness.append((time.monotonic() - t0, serve.ready()))
+            time.sleep(0.05)
+        code = serve.wait(60)
+        exited = time.monotonic() - t0
+    accepted = [o for o in traffic.outcomes if o.started < t0]
+    later = [o for o in traffic.outcomes if o.started >= t0]
+    return {"drain_delay_s": drain_delay_s, "exit_code": code, "exited_after_s": round(exited, 2),
+            "ready_answers_after_signal": sum(c == 200 for _, c in readiness),
+            "not_ready_answers_after_signal": sum(c == 503 for _, c in readiness),
+            "accepted_before_signal": len(accepted), "accepted_lost": sum(not o.ok for o in accepted),
+            "sent_after_signal": len(later), "answered_after_signal": sum(o.ok for o in later),
+            "errors_after_signal": dict(Counter(o.error for o in later if not o.ok))}
+
+
+def phase_unkeyed_control(repo_src: Path, work: Path) -> dict:
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    repo = work / "control"
+    shutil.copytree(repo_src, repo)
+    with ServeProcess(repo) as serve:
+        client = http.InferenceServerClient(serve.http_url)
+        try:
+            client.unload_model(fmt.RECOMMEND)
+            refused, message = False, "unloaded"
+        except InferenceServerException as e:
+            refused, message = True, str(e)[:200]
+        finally:
+            client.close()
+        with GenreClient(serve.http_url) as genre:
+            serving = len(genre.recommend(["1", "2"], 5)) == 5
+    return {"refused": refused, "message": message, "still_serving": serving}
+
+
 def phase_fuzz(asan: bool, examples: int) -> dict:
     env = {"GENRE_SERVE_FUZZ_EXAMPLES": str(examples)}
     if asan:
@@ -222,7 +423,7 @@ def render(doc: dict) -> str:
     s = doc["summary"]
     bi = doc["bad_inputs"]
     parts = [
-        "# Reliability report (issue 6)",
+        "# Reliability report (issues 6 and 15)",
         "",
         f"Produced by `{doc['command']}` on {doc['date']} ({doc['machine']}), against a real tritonserver on "
         f"loopback serving the model of `{doc['run']}` ({doc['catalog_size']:,} items). Numbers below are from "
@@ -377,7 +578,79 @@ def render(doc: dict) -> str:
         _md_table(["check", "outcome"], [[f["check"], f["outcome"]] for f in doc["security"]]),
         "",
     ]
+    parts += render_faults(doc["faults"])
     return "\n".join(parts)
+
+
+def render_faults(f: dict) -> list[str]:
+    k, tk, w, d = f["stub_kills"], f["tritonserver_kill"], f["concurrent_writers"], f["disk_full"]
+    se, sl, uc = f["sigterm_export"], f["sigterm_under_load"], f["unkeyed_control"]
+    kt, raw = k["traffic"], k["no_retry_traffic"]
+    parts = [
+        "## 7. Faults (issue 15)",
+        "",
+        "Through `genre-serve serve` in a subprocess, as a user runs it: its watchdog reloads a model whose "
+        "python-backend stub died and starts a tritonserver that exited again; readiness is its health "
+        "endpoint's `/v2/health/ready` (Triton's own stays green while a stub is dead, in the Triton of the "
+        "nvidia-pytriton wheel).",
+        "",
+        f"**A stub SIGKILLed under load**, {len(k['kills'])} times (one instance at a time, the entry models in "
+        f"turn). 4 clients with the SDK's default retry settings ({k['client']['retries']} retries, backoff from "
+        f"{k['client']['backoff_s']} s doubling, {k['client']['timeout_s']:.0f} s timeout) and 1 without retries:",
+        "",
+        _md_table(["kill", "instance", "readiness false after s", "ready again after s", "reload took s",
+                   "readiness samples false / all"],
+                  [[i + 1, c["instance"], c["first_not_ready_s"], c["ready_again_s"], c["reload_s"],
+                    f"{c['not_ready_samples']} / {c['samples']}"] for i, c in enumerate(k["kills"])]),
+        "",
+        f"Default clients: {kt['requests']} requests, {kt['ok']} answered, {kt['requests'] - kt['ok']} failed "
+        f"{kt['errors'] or ''}, {kt['recovered_after_retries']} answered after retries. Without retries: "
+        f"{raw['requests']} requests, {raw['requests'] - raw['ok']} failed ({raw['errors'] or 'none'}), each at "
+        f"once with a typed error. Slowest request {k['slowest_request_s']:.2f} s (timeout 10 s): none hung.",
+        "",
+        f"**tritonserver SIGKILLed** with its stubs under load: readiness false after {tk['first_not_ready_s']} s, "
+        f"started again and ready after {tk['ready_again_s']} s (restarts: {tk['restarts']}). Default clients: "
+        f"{tk['traffic']['requests']} requests, {tk['traffic']['ok']} answered "
+        f"({tk['traffic']['errors'] or 'no errors'}). A restart takes about as long as the default retries wait "
+        "(6.3 s): a balancer in front (issue 17) is what hides it reliably.",
+        "",
+        f"**Concurrent writers**: {len(w['pairs'])} pairs of `genre-serve add-items --url` started together on the "
+        "served repository, with 4 clients (no retries) running:",
+        "",
+        _md_table(["pair", "exit codes", "new versions", "tracebacks", "repository complete"],
+                  [[r["pair"], r["exit_codes"], r["new_versions"], r["tracebacks"], "yes" if r["complete"] else "NO"]
+                   for r in w["pairs"]]),
+        "",
+        f"One version per completed command: {'yes' if w['one_version_per_command'] else 'NO'}; requests "
+        f"meanwhile {w['traffic']['requests']}, failed {w['traffic']['requests'] - w['traffic']['ok']}.",
+        "",
+    ]
+    if "skipped" in d:
+        parts += [f"**Disk full**: skipped ({d['skipped']}).", ""]
+    else:
+        parts += [f"**Disk full**: a real {d['filesystem_mb']} MB tmpfs (a version is {d['version_mb']} MB) holding a "
+                  f"served version 1; `genre-serve export --url` of version 2 exited {d['exit_code']} with "
+                  f"`{d['message']}` (traceback: {'yes' if d['traceback'] else 'no'}); left behind: "
+                  f"{d['left_behind'] or 'nothing'}; version 1 still answering the same: "
+                  f"{'yes' if d['served_version_unchanged'] else 'NO'}.", ""]
+    parts += [
+        f"**SIGTERM during an export**: exit {se['exit_code']}, `{se['message']}` (traceback: "
+        f"{'yes' if se['traceback'] else 'no'}); versions after {se['versions']}, staging left "
+        f"{se['staging_left'] or 'none'}.",
+        "",
+        f"**SIGTERM to `genre-serve serve` under load** (drain delay {sl['drain_delay_s']} s, 4 clients without "
+        f"retries): readiness answered 200 {sl['ready_answers_after_signal']} times and 503 "
+        f"{sl['not_ready_answers_after_signal']} times after the signal; of {sl['accepted_before_signal']} requests "
+        f"sent before it, {sl['accepted_lost']} lost; {sl['answered_after_signal']} of {sl['sent_after_signal']} "
+        f"sent after it answered (the rest: {sl['errors_after_signal'] or 'none'}, once tritonserver closed its "
+        f"connections); exit code {sl['exit_code']} after {sl['exited_after_s']} s.",
+        "",
+        f"**Model control without the key**: unloading genre_recommend was "
+        f"{'refused' if uc['refused'] else 'NOT refused'} (`{uc['message']}`); still serving: "
+        f"{'yes' if uc['still_serving'] else 'NO'}.",
+        "",
+    ]
+    return parts
 
 
 def summarize(doc: dict) -> dict:
@@ -402,6 +675,25 @@ def summarize(doc: dict) -> dict:
         "restart_no_retry_failed": (doc["restart"]["no_retry_traffic"]["requests"]
                                     - doc["restart"]["no_retry_traffic"]["ok"]),
         "fuzz_cases": doc["fuzz"]["total"],
+        **summarize_faults(doc["faults"]),
+    }
+
+
+def summarize_faults(f: dict) -> dict:
+    kills = f["stub_kills"]
+    back = [k["ready_again_s"] for k in kills["kills"] if k["ready_again_s"] is not None]
+    writers = f["concurrent_writers"]
+    return {
+        "stub_kills": len(kills["kills"]),
+        "stub_kill_requests": kills["traffic"]["requests"],
+        "stub_kill_failed": kills["traffic"]["requests"] - kills["traffic"]["ok"],
+        "stub_kill_recovered_max_s": max(back) if len(back) == len(kills["kills"]) else None,
+        "stub_kill_not_ready_every_time": all(k["first_not_ready_s"] is not None for k in kills["kills"]),
+        "writers_ok": (writers["one_version_per_command"] and all(
+            r["tracebacks"] == 0 and r["complete"] for r in writers["pairs"])
+            and writers["traffic"]["requests"] == writers["traffic"]["ok"]),
+        "sigterm_accepted_lost": f["sigterm_under_load"]["accepted_lost"],
+        "unkeyed_control_refused": f["unkeyed_control"]["refused"],
     }
 
 
@@ -412,6 +704,8 @@ def main(argv=None) -> int:
     ap.add_argument("--overload-duration-s", type=float, default=10.0)
     ap.add_argument("--restarts", type=int, default=3)
     ap.add_argument("--fuzz-examples", type=int, default=3000)
+    ap.add_argument("--stub-kills", type=int, default=6, help="stub SIGKILLs under load (entry models in turn)")
+    ap.add_argument("--writer-pairs", type=int, default=10, help="pairs of simultaneous add-items")
     ap.add_argument("--asan", action="store_true", help="run the kernel fuzz under AddressSanitizer")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "reliability.json")
     ap.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RELIABILITY.md")
@@ -430,21 +724,31 @@ def main(argv=None) -> int:
         base = work / "base"
         export_run(args.run, base)
         doc["max_k"] = fmt.Catalog.load(base / fmt.RECOMMEND / "1").max_k
-        print("[1/6] bad input")
+        print("[1/7] bad input")
         with TritonServer(base) as server:
             doc["bad_inputs"] = phase_bad_inputs(server, run.items.ids, doc["max_k"], crashes)
         doc["batching"] = phase_batching(args.run, work, histories, crashes)
-        print("[2/6] overload")
+        print("[2/7] overload")
         levels = [int(c) for c in args.overload_concurrency.split(",")]
         doc["overload"] = phase_overload(base, work, histories, levels, args.overload_duration_s, crashes)
-        print("[3/6] rollout under load")
+        print("[3/7] rollout under load")
         doc["rollout"] = phase_rollout(base, work, args.run, histories, crashes)
-        print("[4/6] kill and restart under load")
+        print("[4/7] kill and restart under load")
         doc["restart"] = phase_restart(base, work, histories, args.restarts)
-        print("[5/6] kernel fuzz" + (" under AddressSanitizer" if args.asan else ""))
+        print("[5/7] kernel fuzz" + (" under AddressSanitizer" if args.asan else ""))
         doc["fuzz"] = phase_fuzz(args.asan, args.fuzz_examples)
-        print("[6/6] security defaults")
+        print("[6/7] security defaults")
         doc["security"] = security_facts(base)
+        print("[7/7] faults: killed stubs, a killed tritonserver, concurrent writers, a full disk, SIGTERM")
+        doc["faults"] = {
+            "stub_kills": phase_stub_kills(base, work, histories, args.stub_kills),
+            "tritonserver_kill": phase_tritonserver_kill(base, work, histories),
+            "concurrent_writers": phase_concurrent_writers(base, work, histories, args.writer_pairs),
+            "disk_full": phase_disk_full(args.run, work),
+            "sigterm_export": phase_sigterm_export(args.run, work),
+            "sigterm_under_load": phase_sigterm_under_load(base, work, histories),
+            "unkeyed_control": phase_unkeyed_control(base, work),
+        }
     doc["crashes"] = {"count": crashes.count, "where": crashes.where}
     doc["summary"] = summarize(doc)
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -456,7 +760,8 @@ def main(argv=None) -> int:
     s = doc["summary"]
     healthy = (s["server_crashes"] == 0 and s["rollout_lost"] == 0 and s["bad_inputs_passed"] == s["bad_inputs_tried"]
                and s["raw_http_failed"] == 0 and s["batch_good_mismatches"] == 0 and doc["fuzz"]["passed"]
-               and doc["restart"]["errors_typed"])
+               and doc["restart"]["errors_typed"] and s["stub_kill_failed"] == 0 and s["writers_ok"]
+               and s["sigterm_accepted_lost"] == 0 and s["unkeyed_control_refused"])
     return 0 if healthy else 1
 
 

@@ -106,6 +106,7 @@ def cmd_serve(args) -> int:
     signals: list[int] = []
 
     def on_signal(sig, _frame) -> None:
+        supervisor.state.draining = True  # readiness false before anything else happens
         signals.append(sig)
         stop.set()
 
