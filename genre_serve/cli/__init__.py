@@ -13,11 +13,11 @@ import argparse
 import sys
 
 from genre_serve import __version__
-from genre_serve.cli import export, quickstart, serve, train
+from genre_serve.cli import deploy, export, quickstart, serve, train
 from genre_serve.cli.common import EXIT_FAILURE, EXIT_USAGE
 from genre_serve.errors import GenreServeError
 
-MODULES = (quickstart, train, export, serve)
+MODULES = (quickstart, train, export, serve, deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,9 +33,13 @@ def genre_serve_command() -> list[str]:
 class ServeProcess:
     """A context manager: `genre-serve serve --model-repository REPO` until the block ends."""
 
-    def __init__(self, repository: Path, *extra_args: str, start_timeout_s: float = 180.0):
+    def __init__(self, repository: Path, *extra_args: str, start_timeout_s: float = 180.0,
+                 ports: tuple[int, int, int, int] | None = None):
+        """`ports`: HTTP, gRPC, metrics, health (default: free ones); a
+        restarted replica takes its predecessor's `.ports`."""
         self.repository, self.extra_args, self.start_timeout_s = Path(repository), list(extra_args), start_timeout_s
-        self.http_port, self.grpc_port, self.metrics_port, self.health_port = (free_port() for _ in range(4))
+        self.http_port, self.grpc_port, self.metrics_port, self.health_port = ports or tuple(
+            free_port() for _ in range(4))
         self.lines: deque[str] = deque(maxlen=500)
         self.proc: subprocess.Popen | None = None
 
@@ -46,6 +50,31 @@ class ServeProcess:
     @property
     def grpc_url(self) -> str:
         return f"{LOOPBACK}:{self.grpc_port}"
+
+    @property
+    def ports(self) -> tuple[int, int, int, int]:
+        return self.http_port, self.grpc_port, self.metrics_port, self.health_port
+
+    def inference_count(self, model: str = "genre_recommend") -> float:
+        """Successful inferences of `model` so far (Triton's Prometheus counter), 0 if unreachable."""
+        from genre_serve.loadtest.sweep import scrape
+
+        return scrape(f"http://{LOOPBACK}:{self.metrics_port}/metrics", model).get("nv_inference_request_success",
+                                                                                  0.0)
+
+    def kill(self) -> None:
+        """SIGKILL of the whole replica: `serve` and its tritonserver with the stubs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            triton = self.tritonserver_pid()
+        except (ServerError, KeyError, ValueError):
+            triton = None
+        self.proc.kill()
+        if triton is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(triton, signal.SIGKILL)
+        self.proc.wait()
 
     @property
     def health_url(self) -> str:
