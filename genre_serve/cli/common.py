@@ -57,13 +57,15 @@ def train_config(args):
     return dataclasses.replace(cfg, **overrides)
 
 
-def roll_out(url: str | None, version: int, repository=None) -> None:
-    """Loads the repository's newest version into the server at `url`, if
-    given, with the server's model-control key (GENRE_SERVE_CONTROL_KEY, else
-    the key file `serve` wrote into `repository`)."""
-    if url:
-        from genre_serve.client.model_control import load_latest
-        from genre_serve.formats.repository import control_key_of
+def roll_out(urls: str | list[str] | None, version: int, repository=None) -> None:
+    """Loads the repository's newest version into the server at each of
+    `urls`, one replica after another (each one answers throughout: Triton
+    serves the old version until the new one is ready), with the servers'
+    model-control key (GENRE_SERVE_CONTROL_KEY, else the key file `serve`
+    wrote into `repository`)."""
+    from genre_serve.client.model_control import load_latest
+    from genre_serve.formats.repository import control_key_of
 
+    for url in [urls] if isinstance(urls, str) else (urls or []):
         load_latest(url, control_key=control_key_of(repository))
         print(f"server at {url} now serves version {version}")

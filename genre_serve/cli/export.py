@@ -92,7 +92,9 @@ def _add_keep_versions(p) -> None:
 
 
 def _add_url(p) -> None:
-    p.add_argument("--url", help="also load the new version into the server at this HTTP URL")
+    p.add_argument("--url", action="append",
+                   help="also load the new version into the server at this HTTP URL (repeat for several replicas: "
+                        "loaded one after another)")
 
 
 def cmd_export(args) -> int:

@@ -22,8 +22,9 @@ three things the Triton in use does not do by itself:
   swaps them in and finalises the old ones. If tritonserver itself dies, it
   is started again on the same ports.
 * **A readiness endpoint that tells the truth** (:class:`HealthEndpoint`, its
-  own port): ``/v2/health/ready`` is 200 only while tritonserver is ready
-  (strict readiness: every loaded model ready), no instance is known dead
+  own port): ``/v2/health/ready`` is 200 only while every model has a
+  version ready (a new version loading beside the served one does not count
+  against it, unlike Triton's strict readiness), no instance is known dead
   and no drain has begun; ``/v2/health/live`` is 200 while the supervisor is
   up and tritonserver is running or being restarted; ``/health`` says why,
   in JSON. Balancers and probes use this port, in every deployment file.
@@ -276,8 +277,34 @@ class Supervisor:
         broken = dict(self.watchdog.broken)
         if broken:
             return False, "; ".join(f"{m}: instance {', '.join(n)} died, reloading" for m, n in broken.items())
-        if not self.server.is_ready():
-            return False, "tritonserver is not ready (a model is loading or failed)"
+        return self._models_serving()
+
+    def _models_serving(self) -> tuple[bool, str]:
+        """Whether every model of the server has a version READY. Not
+        Triton's strict server readiness, which is false while a *new*
+        version loads beside the one serving: a replica in a rollout answers
+        throughout and must stay in its balancer's rotation."""
+        import urllib.error
+        import urllib.request
+
+        from genre_serve.formats.repository import control_headers
+
+        headers = (control_headers(self.server.control_key, "http") or {}) if self.server.restrict_control else {}
+        request = urllib.request.Request(f"http://{self.server.http_url}/v2/repository/index", data=b"{}",
+                                         headers={"Content-Type": "application/json", **headers}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=2.0) as r:
+                index = json.loads(r.read())
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            return False, f"tritonserver does not answer its repository index ({e})"
+        states: dict[str, set[str]] = {}
+        for entry in index:
+            states.setdefault(entry.get("name", "?"), set()).add(entry.get("state", ""))
+        if not states:
+            return False, "no model loaded"
+        down = sorted(m for m, s in states.items() if "READY" not in s)
+        if down:
+            return False, f"{', '.join(down)}: no version ready (loading, or failed to load)"
         return True, "ready"
 
     def report(self) -> dict:

@@ -6,8 +6,10 @@ import os
 import shutil
 import time
 
+import pandas as pd
 import pytest
 
+from genre_serve.cli import main
 from genre_serve.client import GenreClient
 from genre_serve.deploy.haproxy import HAProxy, Replica, haproxy_config
 from genre_serve.loadtest.traffic import BackgroundTraffic
@@ -61,11 +63,19 @@ def test_a_replica_killed_mid_load_and_restarted_loses_no_request(repository, tm
                        "the restarted replica back in the rotation")
                 assert second.inference_count() > 0
                 grpc_traffic.wait_for_answers(20, since=time.monotonic())
+                # A rollout across the replicas, one after another, under the same load.
+                items = tmp_path / "new.csv"
+                pd.DataFrame({"item_id": ["n1"], "title": ["A brand new quest"]}).to_csv(items, index=False)
+                assert main(["add-items", str(repo), "--items", str(items), "--url", restarted.http_url,
+                             "--url", second.http_url]) == 0
+                rolled = time.monotonic()
+                http_traffic.wait_for_answers(100, since=rolled)
             finally:
                 restarted.stop()
         for traffic in (http_traffic, grpc_traffic):
             summary = traffic.summary()
             assert summary["requests"] == summary["ok"], summary
+        assert {o.version for o in http_traffic.outcomes if o.started > rolled + 0.5} == {2}
 
 
 def test_the_balancer_forwards_inference_and_health_but_never_model_control(repository, tmp_path):

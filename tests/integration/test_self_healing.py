@@ -7,6 +7,7 @@ model and records the recovery times."""
 import os
 import shutil
 import signal
+import threading
 import time
 
 import pytest
@@ -64,7 +65,13 @@ def test_a_killed_stub_is_replaced_under_load_and_default_clients_see_no_failure
         # A rollout after a heal still switches to the new version (the heal's
         # pinned configuration does not outlive the next load).
         version = export_run(trained_run, repo_copy).version
+        during = []
+        watcher = threading.Thread(target=lambda: during.extend(watch_readiness(serve, 2.0)))
+        watcher.start()
         load_latest(serve.http_url, control_key=(repo_copy / ".genre_serve.control_key").read_text().strip())
+        watcher.join()
+        # Loading a new version beside the served one is no reason to leave a balancer's rotation.
+        assert during and all(code == 200 for _, code in during), during
         with GenreClient(serve.http_url) as client:
             _, served = client.recommend_versioned(["i1", "i2"], 5)
         assert served == version
