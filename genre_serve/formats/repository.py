@@ -590,6 +590,25 @@ def link_tree(source: Path, target: Path) -> None:
                     ignore=shutil.ignore_patterns("__pycache__", ".*.tmp"))
 
 
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # a filesystem that cannot fsync a directory (some network mounts): nothing more to do
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Every file and folder under `folder` flushed to the device: after a
+    power loss a published version is whole, never a name over empty files."""
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            _fsync_path(Path(root) / name)
+        _fsync_path(Path(root))
+
+
 @contextlib.contextmanager
 def staged_version(repository: Path, version: int, copy_from: int | None = None,
                    models: Sequence[str] | None = None) -> Iterator[dict[str, Path]]:
@@ -609,8 +628,11 @@ def staged_version(repository: Path, version: int, copy_from: int | None = None,
             else:
                 link_tree(repository / m / str(copy_from), folder)
         yield staging
+        for folder in staging.values():
+            fsync_tree(folder)  # the data on disk before the name that publishes it
         for m in models:
             staging[m].rename(repository / m / str(version))
+            _fsync_path(repository / m)  # and the rename itself
     except OSError as e:
         if e.filename is None and e.strerror:
             # A write deep in numpy/onnx names no file (a full disk): name the repository.
