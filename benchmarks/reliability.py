@@ -191,6 +191,24 @@ def _readiness_until_ready(serve: ServeProcess, t0: float, timeout_s: float = 60
             "samples": len(samples), "not_ready_samples": sum(c != 200 for _, c in samples)}
 
 
+def _serving_stubs(serve: ServeProcess, model: str, wait_s: float = 30.0) -> list:
+    """The stubs serving `model`, one per instance, sorted by instance name.
+    After a reload the old instances' stubs linger until Triton has finalised
+    them (seconds); killing one of those would test nothing, so wait for
+    them to go, and else take the newest stub of each instance."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        stubs = serve.stubs(model)
+        names = [s.instance for s in stubs]
+        if len(names) == len(set(names)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    newest = {}
+    for stub in sorted(stubs, key=lambda s: s.pid):
+        newest[stub.instance] = stub
+    return [newest[name] for name in sorted(newest)]
+
+
 def phase_stub_kills(repo_src: Path, work: Path, histories, kills: int) -> dict:
     """SIGKILL of one python-backend stub at a time (each entry model in turn)
     under load, through `genre-serve serve`: clients with the SDK's default
@@ -206,8 +224,8 @@ def phase_stub_kills(repo_src: Path, work: Path, histories, kills: int) -> dict:
             retrying.wait_for_answers(200)
             for i in range(kills):
                 model = fmt.RECOMMEND if i % 2 == 0 else fmt.RECOMMEND_BATCH
-                stubs = sorted(serve.stubs(model), key=lambda s: s.instance)
-                victim = stubs[(i // 2) % len(stubs)]
+                serving = _serving_stubs(serve, model)
+                victim = serving[(i // 2) % len(serving)]
                 heals_before = len(serve.report()["heals"])
                 t0 = time.monotonic()
                 os.kill(victim.pid, signal.SIGKILL)
@@ -589,6 +607,8 @@ def render_faults(f: dict) -> list[str]:
     parts = [
         "## 7. Faults (issue 15)",
         "",
+        f"Run on {f.get('date', '?')}.",
+        "",
         "Through `genre-serve serve` in a subprocess, as a user runs it: its watchdog reloads a model whose "
         "python-backend stub died and starts a tritonserver that exited again; readiness is its health "
         "endpoint's `/v2/health/ready` (Triton's own stays green while a stub is dead, in the Triton of the "
@@ -697,6 +717,41 @@ def summarize_faults(f: dict) -> dict:
     }
 
 
+def run_faults(args, base: Path, work: Path, histories) -> dict:
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "stub_kills": phase_stub_kills(base, work, histories, args.stub_kills),
+        "tritonserver_kill": phase_tritonserver_kill(base, work, histories),
+        "concurrent_writers": phase_concurrent_writers(base, work, histories, args.writer_pairs),
+        "disk_full": phase_disk_full(args.run, work),
+        "sigterm_export": phase_sigterm_export(args.run, work),
+        "sigterm_under_load": phase_sigterm_under_load(base, work, histories),
+        "unkeyed_control": phase_unkeyed_control(base, work),
+    }
+
+
+def faults_only(args, histories) -> int:
+    """Section 7 again, the rest of the report as it was."""
+    if not args.json.exists():
+        print(f"{args.json}: no earlier report to update (run without --faults-only first)", file=sys.stderr)
+        return 2
+    doc = json.loads(args.json.read_text())
+    with tempfile.TemporaryDirectory(prefix="genre-reliability-") as tmp:
+        work = Path(tmp)
+        export_run(args.run, work / "base")
+        print("[7/7] faults: killed stubs, a killed tritonserver, concurrent writers, a full disk, SIGTERM")
+        doc["faults"] = run_faults(args, work / "base", work, histories)
+    doc["summary"] = summarize(doc)
+    args.json.write_text(json.dumps(doc, indent=2, default=str))
+    args.report.write_text(render(doc))
+    for key, value in summarize_faults(doc["faults"]).items():
+        print(f"{key:>32}: {value}")
+    print(f"wrote {args.json} and {args.report}")
+    s = doc["summary"]
+    return 0 if (s["stub_kill_failed"] == 0 and s["writers_ok"] and s["sigterm_accepted_lost"] == 0
+                 and s["unkeyed_control_refused"]) else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=ROOT / "runs" / "quickstart", help="a trained run directory")
@@ -706,6 +761,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fuzz-examples", type=int, default=3000)
     ap.add_argument("--stub-kills", type=int, default=6, help="stub SIGKILLs under load (entry models in turn)")
     ap.add_argument("--writer-pairs", type=int, default=10, help="pairs of simultaneous add-items")
+    ap.add_argument("--faults-only", action="store_true",
+                    help="run only section 7 (the faults) and update it in the existing --json and --report")
     ap.add_argument("--asan", action="store_true", help="run the kernel fuzz under AddressSanitizer")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "reliability.json")
     ap.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RELIABILITY.md")
@@ -715,6 +772,8 @@ def main(argv=None) -> int:
         return 2
     run = load_run(args.run)
     histories = [run.items.external(h) for h in run.split.stage("test").histories]
+    if args.faults_only:
+        return faults_only(args, histories)
     crashes = Crashes()
     doc: dict = {"command": "python benchmarks/reliability.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                  "date": time.strftime("%Y-%m-%d"), "machine": "2-core x86-64 CPU, no GPU",
@@ -740,15 +799,7 @@ def main(argv=None) -> int:
         print("[6/7] security defaults")
         doc["security"] = security_facts(base)
         print("[7/7] faults: killed stubs, a killed tritonserver, concurrent writers, a full disk, SIGTERM")
-        doc["faults"] = {
-            "stub_kills": phase_stub_kills(base, work, histories, args.stub_kills),
-            "tritonserver_kill": phase_tritonserver_kill(base, work, histories),
-            "concurrent_writers": phase_concurrent_writers(base, work, histories, args.writer_pairs),
-            "disk_full": phase_disk_full(args.run, work),
-            "sigterm_export": phase_sigterm_export(args.run, work),
-            "sigterm_under_load": phase_sigterm_under_load(base, work, histories),
-            "unkeyed_control": phase_unkeyed_control(base, work),
-        }
+        doc["faults"] = run_faults(args, base, work, histories)
     doc["crashes"] = {"count": crashes.count, "where": crashes.where}
     doc["summary"] = summarize(doc)
     args.json.parent.mkdir(parents=True, exist_ok=True)

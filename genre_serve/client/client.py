@@ -118,7 +118,7 @@ class GenreClient(ClientCore):
     def sibling(self) -> GenreClient:
         """A new client with this one's settings (its own connection)."""
         return GenreClient(self.url, self.protocol, self.timeout_s, self.retries, self.backoff_s, self.model,
-                           self.retry_overloaded)
+                           self.retry_overloaded, None if self.feedback is None else self.feedback.directory)
 
     def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, scenario: str | None = None,
                         alpha: float | None = None, explain: bool = False) -> list[list[Recommendation]]:

@@ -11,6 +11,7 @@ by default: retrying into a saturated server only adds to its load.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -107,13 +108,16 @@ class ClientCore:
     model : the entry point (genre_recommend).
     retry_overloaded : also retry (with the same backoff) requests the server
         rejected because its queue was full.
+    feedback_log : a directory: :meth:`log_feedback` appends what users did
+        with the recommendations there (genre_serve/formats/feedback.py), for
+        `genre-serve update`.
 
     ``retried`` counts the retries this client has made (all calls).
     """
 
     def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", timeout_s: float = 10.0,
                  retries: int = DEFAULT_RETRIES, backoff_s: float = DEFAULT_BACKOFF_S, model: str = fmt.RECOMMEND,
-                 retry_overloaded: bool = False):
+                 retry_overloaded: bool = False, feedback_log: str | os.PathLike | None = None):
         if not timeout_s > 0:
             raise ValueError(f"timeout_s: must be positive, got {timeout_s}")
         if retries < 0:
@@ -124,12 +128,27 @@ class ClientCore:
         self.retries, self.backoff_s, self.model = retries, backoff_s, model
         self.retry_overloaded = retry_overloaded
         self.retried = 0
+        self.feedback = None
+        if feedback_log is not None:
+            from genre_serve.client.feedback import FeedbackLog
+
+            self.feedback = FeedbackLog(feedback_log)
         self._module = protocol_module(protocol)
         self._client = self._connect()
 
     def _connect(self) -> Any:
         """The tritonclient client this client sends through (per subclass)."""
         raise NotImplementedError
+
+    def log_feedback(self, user_id: str, item_id: str, event: str = "click", scenario: str | None = None,
+                     timestamp: float | None = None, version: int | None = None) -> None:
+        """Records that `user_id` did `event` (click, watch, purchase, ...) with
+        `item_id`, recommended by genre_recommend `version` (see
+        recommend_versioned), at `timestamp` (Unix seconds; default now), into
+        the client's feedback log. A local file append: nothing is sent."""
+        if self.feedback is None:
+            raise ValueError("log_feedback: this client has no feedback log (GenreClient(..., feedback_log=DIR))")
+        self.feedback.log(user_id, item_id, event, scenario, timestamp, version)
 
     def retry_delay(self, err: ClientError, attempt: int) -> float | None:
         """Seconds to wait before retrying after `err` on attempt `attempt`

@@ -6,7 +6,9 @@ assembles a backend directory: the python backend's files (copied, not
 symlinked) with the stub for the running Python beside them, and a
 Python-based backend named ``onnxruntime`` that runs model.onnx with
 onnxruntime. The same repository runs unchanged in the NGC container, whose
-native onnxruntime backend takes over there.
+native onnxruntime backend takes over there: with GENRE_SERVE_TRITON_HOME set
+(deploy/Dockerfile sets /opt/tritonserver) the launcher runs that
+installation's tritonserver with its own backends directory.
 
 Security defaults: binds to 127.0.0.1 unless told otherwise; loads models only
 from the given repository; the command line is an argument list, never a
@@ -99,9 +101,37 @@ def http_ready(http_url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def server_environment() -> dict[str, str]:
+# A Triton installation with its own backends (the NGC container's /opt/tritonserver):
+# `serve` then runs its tritonserver with its native onnxruntime and python backends.
+TRITON_HOME_ENV = "GENRE_SERVE_TRITON_HOME"
+
+
+def triton_home() -> Path | None:
+    """GENRE_SERVE_TRITON_HOME, checked, or None (the nvidia-pytriton wheel's tritonserver)."""
+    home = os.environ.get(TRITON_HOME_ENV)
+    if not home:
+        return None
+    home_path = Path(home)
+    if not (home_path / "bin" / "tritonserver").is_file() or not (home_path / "backends").is_dir():
+        raise ServerError(f"{TRITON_HOME_ENV}={home}: no bin/tritonserver and backends/ there")
+    return home_path
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the process that started it
+    dies (Linux's PR_SET_PDEATHSIG), so that a killed `serve` or test never
+    leaves a tritonserver holding its ports; its stubs then exit on their own."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux/glibc: the server outlives a killed parent, as before
+
+
+def server_environment(native: bool = False) -> dict[str, str]:
     env = dict(os.environ)
-    libs = [
+    libs = [] if native else [
         str(pytriton_dist().parent.parent / "nvidia_pytriton.libs"),
         sysconfig.get_config_var("LIBDIR"),  # the stub embeds libpython3.X.so
     ]
@@ -158,7 +188,8 @@ class TritonServer:
         return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def command(self, backend_dir: Path) -> list[str]:
-        binary = pytriton_dist() / "bin" / "tritonserver"
+        home = triton_home()
+        binary = (home or pytriton_dist()) / "bin" / "tritonserver"
         args = [
             str(binary),
             f"--model-repository={self.model_repository}",
@@ -201,10 +232,12 @@ class TritonServer:
             elif not port_is_free(self.host, port):
                 raise ServerError(f"{name.replace('_', ' ')} {port} on {self.host} is already in use")
         self._workdir = tempfile.TemporaryDirectory(prefix="genre-serve-triton-")
-        backends = assemble_backends(Path(self._workdir.name) / "backends")
+        home = triton_home()
+        # The wheel's Triton has no native onnxruntime backend: assemble a directory with the stand-in.
+        backends = home / "backends" if home else assemble_backends(Path(self._workdir.name) / "backends")
         self._proc = subprocess.Popen(
             self.command(backends),
-            env=server_environment(),
+            env=server_environment(native=home is not None),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -213,6 +246,9 @@ class TritonServer:
             # the installed package.
             cwd=self._workdir.name,
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop the server
+            # (The death signal follows the thread that started the server: the
+            # caller's, or the supervisor's watchdog for a restart; both outlive it.)
+            preexec_fn=_die_with_parent,
         )
         threading.Thread(target=self._pump_logs, daemon=True).start()
         self.wait_until_ready(timeout_s)

@@ -64,16 +64,21 @@ class Stub:
     model: str
     version: str
     instance: str  # Triton's instance name, e.g. genre_recommend_0_1
+    started: int = 0  # start time in clock ticks since boot (/proc/PID/stat): which of two namesakes is newer
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.model, self.version, self.instance
 
 
-def _parse_stub(pid: int, argv: list[str]) -> Stub | None:
+def _parse_stub(pid: int, argv: list[str], started: int = 0) -> Stub | None:
     """The stub's command line is ``<stub> <model dir>/<version>/model.py
     <shm region> <shm size> <shm growth> <parent pid> <backend dir>
     <ipc handle> <instance name> ...``."""
     if len(argv) < 9 or Path(argv[0]).name != STUB_BINARY:
         return None
     model_file = Path(argv[1])
-    return Stub(pid, model_file.parent.parent.name, model_file.parent.name, argv[8])
+    return Stub(pid, model_file.parent.parent.name, model_file.parent.name, argv[8], started)
 
 
 def stub_processes(server_pid: int, proc: Path = Path("/proc")) -> list[Stub]:
@@ -95,7 +100,8 @@ def stub_processes(server_pid: int, proc: Path = Path("/proc")) -> list[Stub]:
             argv = (proc / entry / "cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
-        stub = _parse_stub(int(entry), [a.decode(errors="replace") for a in argv])
+        started = int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else 0
+        stub = _parse_stub(int(entry), [a.decode(errors="replace") for a in argv], started)
         if stub is not None:
             stubs.append(stub)
     return stubs
@@ -119,18 +125,22 @@ class Heal:
 class Watchdog:
     """Finds dead model instances of one tritonserver and reloads their models.
 
-    An instance counts as dead when the stub of a (model, version, instance)
-    seen alive is gone and the repository index still reports that version
-    READY. A version being unloaded (a rollout retiring it) is UNLOADING or
-    UNAVAILABLE there, and a reload's new stubs carry the old names, so
-    neither looks like a death.
+    An instance counts as dead when the newest stub seen for a (model,
+    version, instance name) is gone, no newer one has taken its name, and the
+    repository index still reports that version READY. A version being
+    unloaded (a rollout retiring it) is UNLOADING or UNAVAILABLE there, and a
+    reload's new stubs carry the old names with a later start, so neither
+    looks like a death; nor do the old stubs of a reload, which linger for
+    seconds until Triton has finalised them (and must not hide a death of
+    their successors, which is why the newest stub of a name is what counts).
     """
 
     def __init__(self, server: TritonServer, log: Callable[[str], None] = print, heal: bool = True):
         self.server, self.log, self.heal = server, log, heal
         self.heals: deque[Heal] = deque(maxlen=100)
         self.broken: dict[str, list[str]] = {}  # model -> its dead instances, until reloaded
-        self._seen: dict[tuple[str, str], set[str]] = {}
+        self._newest: dict[tuple[str, str, str], Stub] = {}  # (model, version, instance) -> newest stub seen
+        self.proc = Path("/proc")
         self._server_pid: int | None = None
         self._count = 0
         self._lock = threading.Lock()
@@ -160,14 +170,22 @@ class Watchdog:
         if pid is None or not self.server.running:
             return []
         if pid != self._server_pid:  # a new tritonserver: nothing of the old one applies
-            self._server_pid, self._seen = pid, {}
-        live: dict[tuple[str, str], set[str]] = {}
-        for stub in stub_processes(pid):
-            live.setdefault((stub.model, stub.version), set()).add(stub.instance)
-        missing = {key: sorted(names - live.get(key, set())) for key, names in self._seen.items()}
-        missing = {key: names for key, names in missing.items() if names}
-        for key, names in live.items():
-            self._seen.setdefault(key, set()).update(names)
+            self._server_pid, self._newest = pid, {}
+        alive: dict[tuple[str, str, str], Stub] = {}
+        for stub in stub_processes(pid, self.proc):
+            if stub.key not in alive or stub.started > alive[stub.key].started:
+                alive[stub.key] = stub
+        for key, stub in alive.items():
+            if key not in self._newest or stub.started >= self._newest[key].started:
+                self._newest[key] = stub
+        gone = [key for key, stub in self._newest.items()
+                if key not in alive or alive[key].started < stub.started]
+        missing: dict[tuple[str, str], list[str]] = {}
+        for model, version, instance in gone:
+            missing.setdefault((model, version), []).append(instance)
+        with self._lock:  # a model reloaded by someone else (--no-heal) is whole again
+            for model in [m for m in self.broken if not any(k[0] == m for k in missing)]:
+                self.broken.pop(model)
         if not missing:
             return []
         client = self._control()
@@ -178,7 +196,8 @@ class Watchdog:
                 if version in ready.get(model, set()):
                     dead.setdefault(model, []).extend(names)
                 else:  # retired (or failed to load): not ours to bring back
-                    self._seen.pop((model, version), None)
+                    for name in names:
+                        self._newest.pop((model, version, name), None)
             for model, names in dead.items():
                 if self.heal:
                     self._heal(client, model, sorted(names), ready.get(model, set()))
@@ -211,9 +230,9 @@ class Watchdog:
             self.log(f"genre_serve: {model}: reload failed ({heal.error}); trying again")
             return
         heal.seconds = time.monotonic() - t0
-        for key in [k for k in self._seen if k[0] == model]:
-            # The dead names come back with the new stubs; forget them until then.
-            self._seen[key] -= set(instances)
+        for stub in stub_processes(self.server.pid or 0, self.proc):  # the reloaded instances: newest from now on
+            if stub.model == model and stub.key in self._newest and stub.started >= self._newest[stub.key].started:
+                self._newest[stub.key] = stub
         with self._lock:
             self.broken.pop(model, None)
         self.log(f"genre_serve: {model}: reloaded in {heal.seconds:.1f} s")
@@ -222,7 +241,7 @@ class Watchdog:
         """tritonserver is being restarted: every instance is new."""
         with self._lock:
             self.broken.clear()
-        self._seen, self._server_pid = {}, None
+        self._newest, self._server_pid = {}, None
 
 
 @dataclass
@@ -386,11 +405,13 @@ class Supervisor:
         self.stop()
 
     def stop(self) -> None:
-        self.state.draining = True
+        self.state.draining = True  # the watchdog stands still from here
+        # tritonserver first: one the watchdog thread restarted dies with that
+        # thread (its parent-death signal), which must not cut the drain short.
+        self.server.stop(timeout_s=self.server.exit_timeout_s + 10)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
-        self.server.stop(timeout_s=self.server.exit_timeout_s + 10)
         self.endpoint.stop()
 
     def __enter__(self) -> Supervisor:

@@ -114,3 +114,22 @@ def test_sigterm_under_load_answers_what_was_accepted_then_exits_zero(repo_copy)
         # The drain delay kept answering on the open connections.
         assert any(o.ok and o.started > signalled + 0.5 for o in traffic.outcomes)
         assert "draining" in serve.log()
+
+
+def test_a_sigkilled_serve_leaves_no_tritonserver_behind(repo_copy):
+    serve = ServeProcess(repo_copy).start()
+    try:
+        triton = serve.tritonserver_pid()
+        serve.proc.kill()  # serve alone: nothing gets to stop its server
+        serve.proc.wait()
+
+        def gone() -> bool:
+            try:
+                with open(f"/proc/{triton}/stat") as f:
+                    return f.read().split(") ")[1][0] in "ZX"  # a zombie is dead, only not yet reaped
+            except FileNotFoundError:
+                return True
+
+        _wait_for(gone, 15, "tritonserver to die with its parent")
+    finally:
+        serve.stop()

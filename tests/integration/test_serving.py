@@ -162,3 +162,16 @@ def test_the_time_per_stage_is_on_the_prometheus_endpoint(server, trained_run):
     for stage in ("id_mapping", "user_tower", "retrieval", "ranking"):
         assert stages[f"{stage}_ms_per_user"] > 0, stages
     assert after["genre_serve_users"] - before.get("genre_serve_users", 0) == 6
+
+
+def test_the_triton_here_is_the_one_the_gpu_image_builds_on(server):
+    """deploy/Dockerfile builds on the NGC release of this Triton (genre_serve/deploy/image.py)."""
+    import tritonclient.http as http
+
+    from genre_serve.deploy import image
+
+    client = http.InferenceServerClient(server.http_url)
+    try:
+        assert client.get_server_metadata()["version"] == image.TRITON_VERSION
+    finally:
+        client.close()

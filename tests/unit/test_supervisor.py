@@ -2,19 +2,29 @@
 answers (the real server: tests/integration/test_self_healing.py)."""
 
 import json
+import shutil
+import types
 import urllib.error
 import urllib.request
 
 import pytest
 
 from genre_serve.serving.launcher import TritonServer
-from genre_serve.serving.supervisor import STUB_BINARY, HealthEndpoint, Stub, Supervisor, stub_processes
+from genre_serve.serving.supervisor import (
+    STUB_BINARY,
+    HealthEndpoint,
+    Stub,
+    Supervisor,
+    Watchdog,
+    stub_processes,
+)
 
 
-def _process(proc, pid, ppid, state, argv):
+def _process(proc, pid, ppid, state, argv, started=1000):
     folder = proc / str(pid)
     folder.mkdir()
-    (folder / "stat").write_text(f"{pid} (triton_python_b) {state} {ppid} 1 1 0 -1\n")
+    rest = " ".join(["0"] * 17)  # pgrp .. itrealvalue, then starttime
+    (folder / "stat").write_text(f"{pid} (triton_python_b) {state} {ppid} {rest} {started} 0 0\n")
     (folder / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + (b"\0" if argv else b""))
 
 
@@ -30,7 +40,7 @@ def test_stub_processes_lists_the_live_stubs_of_one_server(tmp_path):
     _process(tmp_path, 203, 100, "S", ["/usr/bin/sleep", "10"])  # not a stub
     _process(tmp_path, 204, 100, "S", _stub_argv("genre_item_tower", "1", "genre_item_tower_0_0")[:5])  # cut short
     (tmp_path / "self").mkdir()
-    assert stub_processes(100, tmp_path) == [Stub(200, "genre_recommend", "3", "genre_recommend_0_1")]
+    assert stub_processes(100, tmp_path) == [Stub(200, "genre_recommend", "3", "genre_recommend_0_1", 1000)]
     assert stub_processes(100, tmp_path / "missing") == []
 
 
@@ -89,3 +99,40 @@ def test_a_taken_health_port_is_refused_in_one_line(endpoint):
     port = int(url.rsplit(":", 1)[1])
     with pytest.raises(Exception, match="health port .* already in use"):
         HealthEndpoint(answers, "127.0.0.1", port).start()
+
+
+class _FakeServer:
+    pid, running, http_url, control_key, restrict_control = 100, True, "127.0.0.1:1", None, False
+
+
+class _Watchdog(Watchdog):
+    """The watchdog's bookkeeping on a fake /proc; the index says every version is READY; heals are recorded."""
+
+    def __init__(self, proc):
+        super().__init__(_FakeServer(), log=lambda line: None)
+        self.proc, self.healed = proc, []
+
+    def _control(self):
+        return types.SimpleNamespace(close=lambda: None)
+
+    def _ready_versions(self, client):
+        return {"genre_recommend": {"1"}}
+
+    def _heal(self, client, model, instances, versions):
+        self.healed.append((model, instances))
+
+
+def test_a_dead_stub_is_found_even_while_an_older_namesake_lingers(tmp_path):
+    """After a reload the old instances' stubs live on for seconds with the
+    same names: the death of a new one must not hide behind them."""
+    argv = _stub_argv("genre_recommend", "1", "genre_recommend_0_0")
+    _process(tmp_path, 300, 100, "S", argv, started=1000)  # the old instance, being finalised
+    _process(tmp_path, 301, 100, "S", argv, started=2000)  # its successor, serving
+    dog = _Watchdog(tmp_path)
+    assert dog.check() == [] and dog.healed == []
+    shutil.rmtree(tmp_path / "301")  # the successor dies; the old one still runs
+    assert dog.check() == ["genre_recommend"] and dog.healed == [("genre_recommend", ["genre_recommend_0_0"])]
+    _process(tmp_path, 302, 100, "S", argv, started=3000)  # reloaded
+    shutil.rmtree(tmp_path / "300")  # and the old one finally goes: no death
+    dog.healed.clear()
+    assert dog.check() == [] and dog.healed == []

@@ -23,7 +23,7 @@ LAYERS = [
     {"genre_serve.train"},
     {"genre_serve.export"},
     {"genre_serve.serving"},
-    {"genre_serve.client", "genre_serve.loadtest", "genre_serve.reliability"},
+    {"genre_serve.client", "genre_serve.loadtest", "genre_serve.reliability", "genre_serve.deploy"},
     {"genre_serve.cli"},
 ]
 STUBS = "genre_serve.serving.stubs"
