@@ -16,7 +16,9 @@ import io
 import math
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from genre_serve.formats import feedback as fmt
 
@@ -40,7 +42,7 @@ class FeedbackLog:
         """One event; returns the file it went to. `timestamp`: Unix seconds (default: now)."""
         return self.log_many([(user_id, item_id, event, scenario, timestamp, version)])
 
-    def log_many(self, events) -> Path:
+    def log_many(self, events: Iterable[tuple]) -> Path:
         """Several events (tuples as :meth:`log`'s arguments) in one write,
         all into the file of the first event's day."""
         rows = [self._row(*e) for e in events]
@@ -63,7 +65,8 @@ class FeedbackLog:
         return path
 
     @staticmethod
-    def _row(user_id, item_id, event="click", scenario=None, timestamp=None, version=None) -> list[str]:
+    def _row(user_id: Any, item_id: Any, event: Any = "click", scenario: Any = None, timestamp: Any = None,
+             version: Any = None) -> list[str]:
         for name, value in (("user_id", user_id), ("item_id", item_id)):
             if not isinstance(value, str) or not value or "\n" in value or "\r" in value:
                 raise ValueError(f"feedback log: {name} must be a non-empty one-line string, got {value!r}")

@@ -78,7 +78,12 @@ def _parse_stub(pid: int, argv: list[str], started: int = 0) -> Stub | None:
     if len(argv) < 9 or Path(argv[0]).name != STUB_BINARY:
         return None
     model_file = Path(argv[1])
-    return Stub(pid, model_file.parent.parent.name, model_file.parent.name, argv[8], started)
+    model = model_file.parent.parent.name
+    if argv[8] == model:
+        # The short-lived stub Triton forks while loading a model, to
+        # auto-complete its configuration: named after the model, serving nothing.
+        return None
+    return Stub(pid, model, model_file.parent.name, argv[8], started)
 
 
 def stub_processes(server_pid: int, proc: Path = Path("/proc")) -> list[Stub]:

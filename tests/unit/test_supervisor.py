@@ -39,6 +39,8 @@ def test_stub_processes_lists_the_live_stubs_of_one_server(tmp_path):
     _process(tmp_path, 202, 999, "S", _stub_argv("genre_recommend", "3", "genre_recommend_0_0"))  # another server's
     _process(tmp_path, 203, 100, "S", ["/usr/bin/sleep", "10"])  # not a stub
     _process(tmp_path, 204, 100, "S", _stub_argv("genre_item_tower", "1", "genre_item_tower_0_0")[:5])  # cut short
+    # The stub a load forks to auto-complete the model's configuration (named after the model): no instance.
+    _process(tmp_path, 205, 100, "S", _stub_argv("genre_recommend", "4", "genre_recommend"))
     (tmp_path / "self").mkdir()
     assert stub_processes(100, tmp_path) == [Stub(200, "genre_recommend", "3", "genre_recommend_0_1", 1000)]
     assert stub_processes(100, tmp_path / "missing") == []

@@ -1,7 +1,8 @@
 """The feedback log: several processes append at once and nothing is torn;
 what is written reads back as training-format interactions."""
 
-import multiprocessing
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -17,21 +18,21 @@ from genre_serve.serving.launcher import free_port
 T0 = 1_700_000_000.0  # 2023-11-14, one UTC day for every event below
 
 
-def _writer(directory: str, worker: int, count: int) -> None:
-    log = FeedbackLog(directory)
-    for i in range(count):
-        # Long ids: a torn or interleaved write would show as a malformed row.
-        log.log(f"user-{worker}-" + "u" * 200, f"item-{i}-" + "i" * 300, "click", "home", T0 + i, 3)
+WRITER = """
+import sys
+from genre_serve.client.feedback import FeedbackLog
+directory, worker, count, t0 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+log = FeedbackLog(directory)
+for i in range(count):
+    # Long ids: a torn or interleaved write would show as a malformed row.
+    log.log(f"user-{worker}-" + "u" * 200, f"item-{i}-" + "i" * 300, "click", "home", t0 + i, 3)
+"""
 
 
 def test_several_processes_append_to_one_log_and_no_line_is_torn(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 300)) for w in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(w), "300", str(T0)], cwd="/")
+             for w in range(4)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
     files = sorted(tmp_path.iterdir())
     assert [f.name for f in files] == ["events-20231114.csv"]
     text = files[0].read_text()
