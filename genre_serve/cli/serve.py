@@ -21,7 +21,9 @@ LOCAL_HTTP = f"{LOOPBACK}:{DEFAULT_HTTP_PORT}"
 
 def register(commands: Subparsers) -> None:
     s = commands.add_parser("serve", help="start tritonserver on a model repository")
-    s.add_argument("--model-repository", type=Path, required=True)
+    s.add_argument("--model-repository", type=_repository, required=True,
+                   help="a local folder, or s3://, gs://, as:// (read by Triton itself; needs --control-key or "
+                        "GENRE_SERVE_CONTROL_KEY)")
     s.add_argument("--host", default=LOOPBACK, help="address to bind (default: %(default)s, loopback only)")
     s.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     s.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)
@@ -75,6 +77,12 @@ def register(commands: Subparsers) -> None:
                     help="send the requests to genre_recommend_batch (one user each, batched by the server) "
                          "instead of genre_recommend")
     lt.set_defaults(handler=cmd_loadtest)
+
+
+def _repository(text: str) -> Path | str:
+    from genre_serve.serving.launcher import is_remote_repository
+
+    return text if is_remote_repository(text) else Path(text)
 
 
 def _add_request_args(p) -> None:

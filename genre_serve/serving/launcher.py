@@ -48,6 +48,14 @@ ONNXRUNTIME_BACKEND_SHIM = (
 )
 
 
+REMOTE_REPOSITORY_SCHEMES = ("s3://", "gs://", "as://")
+
+
+def is_remote_repository(repository: object) -> bool:
+    """A model repository in object storage, which Triton reads natively."""
+    return isinstance(repository, str) and repository.startswith(REMOTE_REPOSITORY_SCHEMES)
+
+
 def pytriton_dist() -> Path:
     try:
         import pytriton
@@ -154,7 +162,7 @@ class TritonServer:
     :mod:`genre_serve.client.model_control` load new versions in dependency order.
     """
 
-    model_repository: Path
+    model_repository: Path  # or an object-storage URL (s3://, gs://, as://) that Triton reads itself
     host: str = LOOPBACK
     http_port: int | None = None
     grpc_port: int | None = None
@@ -217,10 +225,16 @@ class TritonServer:
     def start(self, timeout_s: float = 180.0) -> TritonServer:
         from genre_serve.formats.repository import check_repository
 
-        repo = Path(self.model_repository)
-        if self.check_format:
-            check_repository(repo)  # one clear line now, rather than a failed model load in the server log
-        self.model_repository = repo.resolve()
+        if is_remote_repository(self.model_repository):
+            # Triton reads s3://, gs://, as:// itself (into a local temporary copy); nothing to check here.
+            if self.restrict_control and self.control_key is None:
+                raise ServerError(f"{self.model_repository}: a repository in object storage has no key file: "
+                                  "give --control-key or GENRE_SERVE_CONTROL_KEY (or --open-control)")
+        else:
+            repo = Path(self.model_repository)
+            if self.check_format:
+                check_repository(repo)  # one clear line now, rather than a failed model load in the server log
+            self.model_repository = repo.resolve()
         if self.restrict_control and self.control_key is None:
             from genre_serve.formats.repository import serving_control_key
 
