@@ -623,16 +623,17 @@ def render_faults(f: dict) -> list[str]:
                   [[i + 1, c["instance"], c["first_not_ready_s"], c["ready_again_s"], c["reload_s"],
                     f"{c['not_ready_samples']} / {c['samples']}"] for i, c in enumerate(k["kills"])]),
         "",
-        f"Default clients: {kt['requests']} requests, {kt['ok']} answered, {kt['requests'] - kt['ok']} failed "
-        f"{kt['errors'] or ''}, {kt['recovered_after_retries']} answered after retries. Without retries: "
+        f"Default clients: {kt['requests']} requests, {kt['ok']} answered, {kt['requests'] - kt['ok']} failed"
+        f"{' ' + str(kt['errors']) if kt['errors'] else ''}, {kt['recovered_after_retries']} answered after retries. Without retries: "
         f"{raw['requests']} requests, {raw['requests'] - raw['ok']} failed ({raw['errors'] or 'none'}), each at "
         f"once with a typed error. Slowest request {k['slowest_request_s']:.2f} s (timeout 10 s): none hung.",
         "",
         f"**tritonserver SIGKILLed** with its stubs under load: readiness false after {tk['first_not_ready_s']} s, "
         f"started again and ready after {tk['ready_again_s']} s (restarts: {tk['restarts']}). Default clients: "
         f"{tk['traffic']['requests']} requests, {tk['traffic']['ok']} answered "
-        f"({tk['traffic']['errors'] or 'no errors'}). A restart takes about as long as the default retries wait "
-        "(6.3 s): a balancer in front (issue 17) is what hides it reliably.",
+        f"({tk['traffic']['errors'] or 'no errors'}). The default retries wait 6.3 s in all, so a slower start "
+        "(a bigger model, a busier host) would show: a balancer in front (deploy/haproxy) is what hides a "
+        "restart reliably.",
         "",
         f"**Concurrent writers**: {len(w['pairs'])} pairs of `genre-serve add-items --url` started together on the "
         "served repository, with 4 clients (no retries) running:",
