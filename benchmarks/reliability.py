@@ -624,7 +624,8 @@ def render_faults(f: dict) -> list[str]:
                     f"{c['not_ready_samples']} / {c['samples']}"] for i, c in enumerate(k["kills"])]),
         "",
         f"Default clients: {kt['requests']} requests, {kt['ok']} answered, {kt['requests'] - kt['ok']} failed"
-        f"{' ' + str(kt['errors']) if kt['errors'] else ''}, {kt['recovered_after_retries']} answered after retries. Without retries: "
+        f"{' ' + str(kt['errors']) if kt['errors'] else ''}, {kt['recovered_after_retries']} answered after "
+        "retries. Without retries: "
         f"{raw['requests']} requests, {raw['requests'] - raw['ok']} failed ({raw['errors'] or 'none'}), each at "
         f"once with a typed error. Slowest request {k['slowest_request_s']:.2f} s (timeout 10 s): none hung.",
         "",
