@@ -173,6 +173,10 @@ class TritonServer:
     extra_args: list[str] = field(default_factory=list)
     # Seconds tritonserver waits on SIGTERM for the open connections' requests (Triton's --exit-timeout-secs).
     exit_timeout_s: int = 10
+    # SIGKILL tritonserver when the thread that started it exits (PR_SET_PDEATHSIG):
+    # a killed `serve` leaves no server holding its ports. Off by default: a
+    # server started from a short-lived thread would die with it.
+    die_with_parent: bool = False
     check_format: bool = True  # False: any Triton repository (the benchmarks' trivial floor model)
     # The model-repository API (load, unload, index) needs this key in the
     # genre-serve-control-key header; None: the repository's key file (made
@@ -260,9 +264,10 @@ class TritonServer:
             # the installed package.
             cwd=self._workdir.name,
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop the server
-            # (The death signal follows the thread that started the server: the
-            # caller's, or the supervisor's watchdog for a restart; both outlive it.)
-            preexec_fn=_die_with_parent,
+            # The death signal follows the *thread* that started the server, so
+            # only a caller whose starting threads outlive the server asks for it
+            # (the supervisor: its main thread, then its watchdog's for restarts).
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         threading.Thread(target=self._pump_logs, daemon=True).start()
         self.wait_until_ready(timeout_s)

@@ -277,6 +277,7 @@ class Supervisor:
                  poll_s: float = 0.2, heal: bool = True, max_restarts: int = 5, restart_window_s: float = 300.0,
                  log: Callable[[str], None] = print):
         self.server, self.poll_s, self.heal, self.log = server, poll_s, heal, log
+        server.die_with_parent = True  # started by threads that outlive it: the caller's, then the watchdog's
         self.max_restarts, self.restart_window_s = max_restarts, restart_window_s
         self.state = HealthState()
         self.watchdog = Watchdog(server, log, heal)
