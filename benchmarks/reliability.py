@@ -366,6 +366,47 @@ def phase_sigterm_under_load(repo_src: Path, work: Path, histories, drain_delay_
             "errors_after_signal": dict(Counter(o.error for o in later if not o.ok))}
 
 
+def phase_balancer(repo_src: Path, work: Path, histories) -> dict:
+    """Two replicas behind a real HAProxy (deploy/haproxy), HTTP clients without
+    retries through it; one replica SIGKILLed mid-load and started again."""
+    from genre_serve.deploy.haproxy import HAProxy, Replica, haproxy_config
+    from genre_serve.serving.launcher import free_port
+
+    if shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists():
+        return {"skipped": "haproxy is not installed"}
+    repo = work / "balancer"
+    shutil.copytree(repo_src, repo)
+    first, second = ServeProcess(repo), ServeProcess(repo)
+    http_port, grpc_port = free_port(), free_port()
+    config = haproxy_config([Replica("127.0.0.1", s.http_port, s.grpc_port, s.health_port) for s in (first, second)],
+                            http_port=http_port, grpc_port=grpc_port, check_interval_ms=200)
+    with first, second, HAProxy(config, work):
+        url = f"127.0.0.1:{http_port}"
+        with BackgroundTraffic(url, histories, k=10, concurrency=4, timeout_s=10.0, retries=0) as traffic:
+            traffic.wait_for_answers(200)
+            t0 = time.monotonic()
+            first.kill()
+            killed = time.monotonic()
+            traffic.wait_for_answers(200, since=killed)
+            restarted = ServeProcess(repo, ports=first.ports)
+            t_start = time.monotonic()
+            restarted.start()
+            started = time.monotonic()
+            try:
+                base = restarted.inference_count()
+                while restarted.inference_count() <= base + 50 and time.monotonic() - started < 120:
+                    time.sleep(0.05)
+                serving = time.monotonic()
+                traffic.wait_for_answers(200, since=serving)
+            finally:
+                restarted.stop()
+    summary = traffic.summary()
+    return {"requests": summary["requests"], "ok": summary["ok"], "errors": summary["errors"],
+            "kill_to_restart_s": round(t_start - t0, 2), "replica_start_s": round(started - t_start, 2),
+            "back_in_rotation_after_start_s": round(serving - started, 2),
+            "killed_replica_recovered_s": round(serving - t_start, 2)}
+
+
 def phase_unkeyed_control(repo_src: Path, work: Path) -> dict:
     import tritonclient.http as http
     from tritonclient.utils import InferenceServerException
@@ -607,7 +648,7 @@ def render_faults(f: dict) -> list[str]:
     parts = [
         "## 7. Faults (issue 15)",
         "",
-        f"Run on {f.get('date', '?')}.",
+        f"Run on {k.get('date', f.get('date', '?'))}.",
         "",
         "Through `genre-serve serve` in a subprocess, as a user runs it: its watchdog reloads a model whose "
         "python-backend stub died and starts a tritonserver that exited again; readiness is its health "
@@ -667,6 +708,7 @@ def render_faults(f: dict) -> list[str]:
         f"sent after it answered (the rest: {sl['errors_after_signal'] or 'none'}, once tritonserver closed its "
         f"connections); exit code {sl['exit_code']} after {sl['exited_after_s']} s.",
         "",
+        *_render_balancer(f.get("balancer")),
         f"**Model control without the key**: unloading genre_recommend was "
         f"{'refused' if uc['refused'] else 'NOT refused'} (`{uc['message']}`); still serving: "
         f"{'yes' if uc['still_serving'] else 'NO'}.",
@@ -701,6 +743,18 @@ def summarize(doc: dict) -> dict:
     }
 
 
+def _render_balancer(b: dict | None) -> list[str]:
+    if not b:
+        return []
+    if "skipped" in b:
+        return [f"**Two replicas behind HAProxy**: skipped ({b['skipped']}).", ""]
+    return [f"**Two replicas behind HAProxy** (deploy/haproxy; 4 HTTP clients through it, without retries of their "
+            f"own): one replica SIGKILLed mid-load and started again on its ports. Requests {b['requests']}, answered "
+            f"{b['ok']}, failed {b['requests'] - b['ok']}{' ' + str(b['errors']) if b['errors'] else ''}. The killed replica was back in the "
+            f"rotation {b['killed_replica_recovered_s']} s after its restart began ({b['replica_start_s']} s to "
+            f"start, {b['back_in_rotation_after_start_s']} s more until the balancer sent it traffic).", ""]
+
+
 def summarize_faults(f: dict) -> dict:
     kills = f["stub_kills"]
     back = [k["ready_again_s"] for k in kills["kills"] if k["ready_again_s"] is not None]
@@ -716,20 +770,32 @@ def summarize_faults(f: dict) -> dict:
             and writers["traffic"]["requests"] == writers["traffic"]["ok"]),
         "sigterm_accepted_lost": f["sigterm_under_load"]["accepted_lost"],
         "unkeyed_control_refused": f["unkeyed_control"]["refused"],
+        **({"balancer_failed": f["balancer"]["requests"] - f["balancer"]["ok"],
+            "balancer_replica_recovered_s": f["balancer"]["killed_replica_recovered_s"]}
+           if "requests" in f.get("balancer", {}) else {}),
     }
 
 
-def run_faults(args, base: Path, work: Path, histories) -> dict:
-    return {
-        "date": time.strftime("%Y-%m-%d"),
-        "stub_kills": phase_stub_kills(base, work, histories, args.stub_kills),
-        "tritonserver_kill": phase_tritonserver_kill(base, work, histories),
-        "concurrent_writers": phase_concurrent_writers(base, work, histories, args.writer_pairs),
-        "disk_full": phase_disk_full(args.run, work),
-        "sigterm_export": phase_sigterm_export(args.run, work),
-        "sigterm_under_load": phase_sigterm_under_load(base, work, histories),
-        "unkeyed_control": phase_unkeyed_control(base, work),
+FAULT_PHASES = ("stub_kills", "tritonserver_kill", "concurrent_writers", "disk_full", "sigterm_export",
+                "sigterm_under_load", "unkeyed_control", "balancer")
+
+
+def run_faults(args, base: Path, work: Path, histories, only: tuple[str, ...] = FAULT_PHASES) -> dict:
+    phases = {
+        "stub_kills": lambda: phase_stub_kills(base, work, histories, args.stub_kills),
+        "tritonserver_kill": lambda: phase_tritonserver_kill(base, work, histories),
+        "concurrent_writers": lambda: phase_concurrent_writers(base, work, histories, args.writer_pairs),
+        "disk_full": lambda: phase_disk_full(args.run, work),
+        "sigterm_export": lambda: phase_sigterm_export(args.run, work),
+        "sigterm_under_load": lambda: phase_sigterm_under_load(base, work, histories),
+        "unkeyed_control": lambda: phase_unkeyed_control(base, work),
+        "balancer": lambda: phase_balancer(base, work, histories),
     }
+    out: dict = {}
+    for name in only:
+        print(f"  {name}")
+        out[name] = phases[name]() | {"date": time.strftime("%Y-%m-%d")}
+    return out
 
 
 def faults_only(args, histories) -> int:
@@ -742,7 +808,13 @@ def faults_only(args, histories) -> int:
         work = Path(tmp)
         export_run(args.run, work / "base")
         print("[7/7] faults: killed stubs, a killed tritonserver, concurrent writers, a full disk, SIGTERM")
-        doc["faults"] = run_faults(args, work / "base", work, histories)
+        only = tuple(args.faults_only.split(",")) if isinstance(args.faults_only, str) else FAULT_PHASES
+        unknown = set(only) - set(FAULT_PHASES)
+        if unknown:
+            print(f"--faults-only: unknown phase(s) {sorted(unknown)}; known: {', '.join(FAULT_PHASES)}",
+                  file=sys.stderr)
+            return 2
+        doc["faults"] = doc.get("faults", {}) | run_faults(args, work / "base", work, histories, only)
     doc["summary"] = summarize(doc)
     args.json.write_text(json.dumps(doc, indent=2, default=str))
     args.report.write_text(render(doc))
@@ -763,8 +835,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fuzz-examples", type=int, default=3000)
     ap.add_argument("--stub-kills", type=int, default=6, help="stub SIGKILLs under load (entry models in turn)")
     ap.add_argument("--writer-pairs", type=int, default=10, help="pairs of simultaneous add-items")
-    ap.add_argument("--faults-only", action="store_true",
-                    help="run only section 7 (the faults) and update it in the existing --json and --report")
+    ap.add_argument("--faults-only", nargs="?", const=True, default=False, metavar="PHASE[,PHASE]",
+                    help="run only section 7 (the faults), or the named phases of it, and update them in the "
+                         "existing --json and --report")
     ap.add_argument("--asan", action="store_true", help="run the kernel fuzz under AddressSanitizer")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "reliability.json")
     ap.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RELIABILITY.md")
