@@ -750,7 +750,8 @@ def _render_balancer(b: dict | None) -> list[str]:
         return [f"**Two replicas behind HAProxy**: skipped ({b['skipped']}).", ""]
     return [f"**Two replicas behind HAProxy** (deploy/haproxy; 4 HTTP clients through it, without retries of their "
             f"own): one replica SIGKILLed mid-load and started again on its ports. Requests {b['requests']}, answered "
-            f"{b['ok']}, failed {b['requests'] - b['ok']}{' ' + str(b['errors']) if b['errors'] else ''}. The killed replica was back in the "
+            f"{b['ok']}, failed {b['requests'] - b['ok']}{' ' + str(b['errors']) if b['errors'] else ''}. "
+            "The killed replica was back in the "
             f"rotation {b['killed_replica_recovered_s']} s after its restart began ({b['replica_start_s']} s to "
             f"start, {b['back_in_rotation_after_start_s']} s more until the balancer sent it traffic).", ""]
 
