@@ -327,6 +327,12 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._proc is not None:
+            # A tritonserver that exits at its exit timeout, or dies, can leave
+            # python-backend stubs running (reparented, still in its process
+            # group): end them with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
         self._proc = None
         if self._workdir is not None:
             self._workdir.cleanup()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -106,6 +107,7 @@ def test_sigterm_under_load_answers_what_was_accepted_then_exits_zero(repo_copy)
     with ServeProcess(repo_copy, "--drain-delay-s", "1", "--drain-timeout-s", "5") as serve:
         with BackgroundTraffic(serve.http_url, HISTORIES, k=5, concurrency=4, timeout_s=10, retries=0) as traffic:
             traffic.wait_for_answers(50)
+            triton = serve.tritonserver_pid()
             signalled = time.monotonic()
             serve.signal(signal.SIGTERM)
             readiness = watch_readiness(serve, 0.5)
@@ -117,6 +119,22 @@ def test_sigterm_under_load_answers_what_was_accepted_then_exits_zero(repo_copy)
         # The drain delay kept answering on the open connections.
         assert any(o.ok and o.started > signalled + 0.5 for o in traffic.outcomes)
         assert "draining" in serve.log()
+        # Nothing of the server outlives it: no stub left running in its process group.
+        _wait_for(lambda: not _group_members(triton), 10, "the stubs to go with tritonserver")
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) == pgid and fields[0] not in "ZX":
+                members.append(int(entry))
+    return members
 
 
 def test_a_sigkilled_serve_leaves_no_tritonserver_behind(repo_copy):
