@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from genre_serve.cli.common import EXIT_OK, Subparsers, add_data_args, load_dataset, train_config
+from genre_serve.errors import UsageError
 
 
 def register(commands: Subparsers) -> None:
@@ -17,6 +19,9 @@ def register(commands: Subparsers) -> None:
     t.add_argument("--seed", type=int, help="override the seed")
     t.add_argument("--no-refit", action="store_true",
                    help="serve the selection-stage model instead of refitting it on every interaction")
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train in N processes (PyTorch DDP over gloo, started with torchrun; "
+                        "the same as `torchrun --standalone --nproc_per_node N -m genre_serve.train ...`)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(handler=cmd_train)
 
@@ -30,17 +35,52 @@ def register(commands: Subparsers) -> None:
 
 
 def cmd_train(args) -> int:
+    from genre_serve.train import distributed
     from genre_serve.train.trainer import train
 
+    if args.nproc < 1:
+        raise UsageError(f"--nproc: at least 1, got {args.nproc}")
+    if args.nproc > 1 and not distributed.launched_by_torchrun():
+        return run_torchrun(args)
     cfg = train_config(args)
     ds = load_dataset(args, cfg)
-    print(f"data: {ds.name}: {ds.num_users} users, {ds.num_items} items, "
-          f"{len(ds.interactions)} interactions ({ds.report.summary()})")
-    out = train(ds, cfg, args.out, progress=not args.quiet)
-    meta = json.loads((out / "meta.json").read_text())
-    best = max((h["valid_ndcg@10"] for h in meta["ranker_history"] or meta["retrieval_history"]), default=0)
-    print(f"trained in {meta['seconds']['total']:.0f} s; best validation NDCG@10 {best:.4f}; run saved to {out}")
+    with distributed.process_group() as ranks:
+        say = print if ranks.main else (lambda *a, **k: None)
+        say(f"data: {ds.name}: {ds.num_users} users, {ds.num_items} items, "
+            f"{len(ds.interactions)} interactions ({ds.report.summary()})"
+            + (f"; {ranks.world} training processes" if ranks.active else ""))
+        out = train(ds, cfg, args.out, progress=not args.quiet)
+    if ranks.main:
+        meta = json.loads((out / "meta.json").read_text())
+        best = max((h["valid_ndcg@10"] for h in meta["ranker_history"] or meta["retrieval_history"]), default=0)
+        print(f"trained in {meta['seconds']['total']:.0f} s; best validation NDCG@10 {best:.4f}; run saved to {out}")
     return EXIT_OK
+
+
+def torchrun_command(args) -> list[str]:
+    """The torchrun command line that trains as `args` say in args.nproc processes on this machine."""
+    argv = ["--out", str(args.out)]
+    for name in ("dataset", "movielens", "interactions", "items", "config", "epochs", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            argv += [f"--{name}", str(value)]
+    argv += [flag for flag, on in (("--synthetic", args.synthetic), ("--no-refit", args.no_refit),
+                                   ("--quiet", args.quiet)) if on]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+            "-m", "genre_serve.train", *argv]
+
+
+def run_torchrun(args) -> int:
+    """Starts torchrun (which starts the processes and ends them all if one fails) and waits for it."""
+    import os
+    import subprocess
+
+    env = dict(os.environ)
+    # torchrun would set 1 thread per process (and warn); share the cores out instead.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    command = torchrun_command(args)
+    print(f"training in {args.nproc} processes: {' '.join(command[1:])}", flush=True)
+    return subprocess.run(command, env=env).returncode
 
 
 def evaluate(run_dir: Path, stage: str = "test", with_baselines: bool = True, progress: bool = True,

@@ -67,35 +67,49 @@ def encode_texts(
     max_length: int = DEFAULT_MAX_LENGTH,
     use_cache: bool = True,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Mean-pooled transformer vectors of `texts` (float32 [N, H]), cached on disk."""
+    """Mean-pooled transformer vectors of `texts` (float32 [N, H]), cached on disk.
+
+    `shard` (rank, world): only every world-th batch from `rank` on is
+    encoded, the other rows left 0 and nothing cached (training processes
+    each encode a shard and sum them: train/distributed.py)."""
     path = path or default_encoder_path()
-    key = hashlib.sha256()
-    key.update(str(Path(path).resolve()).encode())
-    key.update(str(max_length).encode())
-    for t in texts:
-        key.update(t.encode("utf-8", "replace") + b"\0")
-    cached = cache_dir() / "text_vectors" / f"{key.hexdigest()[:32]}.npy"
+    cached = text_vectors_cache(texts, path, max_length)
     if use_cache and cached.exists():
         return np.load(cached)
     encoder, tokenizer = TextEncoder(path), load_tokenizer(path)
     out = np.zeros((len(texts), encoder.dim), np.float32)
     # Longest texts first, so batches hold texts of similar length (less padding).
     order = np.argsort([-len(t) for t in texts], kind="stable")
+    starts = range(0, len(texts), batch_size)
+    if shard is not None:
+        starts = starts[shard[0] :: shard[1]]
     with torch.inference_mode():
-        for start in tqdm(
-            range(0, len(texts), batch_size), desc="embedding item texts", unit="batch",
-            disable=not progress,
-        ):
+        for start in tqdm(starts, desc="embedding item texts", unit="batch", disable=not progress):
             idx = order[start : start + batch_size]
             batch = tokenizer(
                 [texts[i] or " " for i in idx], padding=True, truncation=True,
                 max_length=max_length, return_tensors="pt",
             )
             out[idx] = encoder(batch["input_ids"], batch["attention_mask"]).numpy()
-    if use_cache:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(cached)  # atomic: a crash never leaves a half-written cache
+    if use_cache and shard is None:
+        save_text_vectors(cached, out)
     return out
+
+
+def text_vectors_cache(texts: list[str], path: str, max_length: int = DEFAULT_MAX_LENGTH) -> Path:
+    """Where the vectors of `texts` under the encoder at `path` are cached."""
+    key = hashlib.sha256()
+    key.update(str(Path(path).resolve()).encode())
+    key.update(str(max_length).encode())
+    for t in texts:
+        key.update(t.encode("utf-8", "replace") + b"\0")
+    return cache_dir() / "text_vectors" / f"{key.hexdigest()[:32]}.npy"
+
+
+def save_text_vectors(cached: Path, vectors: np.ndarray) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, vectors)
+    tmp.replace(cached)  # atomic: a crash never leaves a half-written cache

@@ -64,11 +64,12 @@ from genre_serve.evaluation.genre_eval import (
     top_candidates,
     user_vectors,
 )
-from genre_serve.evaluation.metrics import history_cells, ndcg_at
+from genre_serve.evaluation.metrics import history_cells, ndcg_at, ndcg_gains
 from genre_serve.formats.run_dir import save_run
 from genre_serve.models.genre import GenreModel, candidate_cf, right_align
 from genre_serve.models.sequence import catalog_cross_entropy, prefix_exclusion, training_windows, use_bf16
 from genre_serve.models.text_encoder import encode_texts
+from genre_serve.train import distributed
 from genre_serve.train.calibration import calibrate_fusion
 
 
@@ -113,14 +114,25 @@ def request_times(split: Split, users, positions) -> np.ndarray:
     return np.array([split.train_times[u][t] for u, t in zip(users, positions)], np.int64)
 
 
+def sharded_validation_ndcg(split: Split, recent_counter, score) -> float:
+    """Validation NDCG@10 of `score(histories, scenarios, targets, recent_popularity) -> ranks`,
+    each training process scoring its shard of the users (alone: all of them)."""
+    ranks_of = distributed.current()
+    valid = split.stage("valid")
+    recent_popularity = stage_recent_popularity(recent_counter, split, "valid")
+    if not ranks_of.active:
+        return ndcg_at(score(valid.histories, valid.scenarios, valid.targets, recent_popularity), 10)
+    rows = ranks_of.shard(np.arange(len(valid.targets)))
+    ranks = score([valid.histories[i] for i in rows], valid.scenarios[rows], valid.targets[rows],
+                  None if recent_popularity is None else recent_popularity[rows])
+    return ranks_of.mean_of_rows(ndcg_gains(ranks, 10), len(valid.targets))
+
+
 def validation_ndcg(model: GenreModel, split: Split, variant: str = "fused", recent_counter=None) -> float:
     """Validation NDCG@10 (with `recent_counter`: recent popularity read at each target's time)."""
     model.eval()
-    valid = split.stage("valid")
-    ranks, _ = retrieval_ranks(model, valid.histories, valid.scenarios, valid.targets, variant,
-                               recent_popularity=stage_recent_popularity(recent_counter, split, "valid"),
-                               new_items_by_content=False)
-    return ndcg_at(ranks, 10)
+    return sharded_validation_ndcg(split, recent_counter, lambda hist, scen, target, recent: retrieval_ranks(
+        model, hist, scen, target, variant, recent_popularity=recent, new_items_by_content=False)[0])
 
 
 def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfig, rng):
@@ -243,14 +255,23 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     """Trains retrieval with early stopping on validation NDCG@10, keeping the
     best epoch's (averaged) weights; `fixed_epochs`: exactly that many epochs
     with the same learning-rate schedule, no validation, the last weights kept
-    (the deployment fit, whose split has no held-out interactions)."""
+    (the deployment fit, whose split has no held-out interactions).
+
+    Under torchrun each process computes the loss of its share of every
+    batch and DDP averages the gradients (train/distributed.py)."""
+    ranks = distributed.current()
     rng = np.random.default_rng(cfg.seed)
+    # The permutation and the windows are drawn alike on every rank (one
+    # generator, the same calls); what each rank draws for its own rows
+    # (targets in a window, negatives) comes from a generator of its own.
+    # Alone, one generator serves both, as before there were ranks.
+    rows_rng = np.random.default_rng([cfg.seed, ranks.rank]) if ranks.active else rng
     # The recent-popularity weight stays 0 here and is calibrated afterwards
     # (train/calibration.py): fitted on the training positions, where the CF
     # vectors have memorised the targets, it comes out negative; on held-out
     # interactions it is clearly positive (benchmarks/RESULTS.md).
     named = [(n, p) for n, p in model.named_parameters()
-             if not n.startswith(("ranker.", "user.recent_popularity_weight"))]
+             if not n.startswith(("ranker.", "user.recent_popularity_weight")) and p.requires_grad]
     params = [p for _, p in named]
     # The CF item table may learn at a scaled rate (cf_lr_scale): it starts
     # from ALS factors, and at the full rate it memorises the training targets.
@@ -288,6 +309,11 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     schedule = (torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
         if cfg.lr_schedule == "cosine" else None)
+    # Parameters this stage does not train (the ranker's) are frozen while
+    # its loss runs: DDP then reduces exactly the ones it does.
+    frozen = [p for p in model.parameters() if all(p is not q for q in params)]
+    with distributed.trainable_only(params, model):
+        objective = ranks.wrap(distributed.Objective(model, sequence_retrieval_loss if sequential else retrieval_loss))
     for epoch in range(1, (fixed_epochs or cfg.epochs) + 1):
         model.train()
         order = rng.permutation(users.size)
@@ -297,16 +323,17 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
         bar = tqdm(range(0, order.size, batch_size), desc=f"retrieval epoch {epoch}", unit="batch",
                    disable=not progress, leave=False)
         for s in bar:
-            pick = order[s : s + batch_size]
-            if sequential:
-                loss = sequence_retrieval_loss(model, seq_targets, users[pick], windows[pick], ends[pick], cfg, rng)
-            else:
-                hist_lists, hist, scen, target = make_batch(
-                    split, users[pick], positions[pick], model.cfg.max_history, cfg.target_window, rng
-                )
-                loss = retrieval_loss(model, hist, scen, target, hist_lists, cfg, rng)
-            opt.zero_grad()
-            loss.backward()
+            pick, weight = ranks.share(order[s : s + batch_size])
+            with distributed.trainable_only(params, model) if frozen else contextlib.nullcontext():
+                if sequential:
+                    loss = objective(seq_targets, users[pick], windows[pick], ends[pick], cfg, rows_rng)
+                else:
+                    hist_lists, hist, scen, target = make_batch(
+                        split, users[pick], positions[pick], model.cfg.max_history, cfg.target_window, rows_rng
+                    )
+                    loss = objective(hist, scen, target, hist_lists, cfg, rows_rng)
+                opt.zero_grad()
+                (loss * weight if ranks.active else loss).backward()
             opt.step()
             if schedule is not None:
                 schedule.step()
@@ -343,11 +370,18 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
 
 def ranker_validation_ndcg(model: GenreModel, split: Split, depth: int, tables, recent_counter=None) -> float:
     model.eval()
-    valid = split.stage("valid")
-    ranks, _ = ranked_pipeline_ranks(model, valid.histories, valid.scenarios, valid.targets, depth, tables=tables,
-                                     recent_popularity=stage_recent_popularity(recent_counter, split, "valid"),
-                                     new_items_by_content=False)
-    return ndcg_at(ranks, 10)
+    return sharded_validation_ndcg(split, recent_counter, lambda hist, scen, target, recent: ranked_pipeline_ranks(
+        model, hist, scen, target, depth, tables=tables, recent_popularity=recent, new_items_by_content=False)[0])
+
+
+def ranker_loss(model: GenreModel, u_cf, u_ct, c_cf, c_ct, retrieval, candidates: np.ndarray,
+                target: np.ndarray) -> torch.Tensor:
+    """Listwise softmax cross-entropy of the ranker over each row's candidates (-1: padding)."""
+    model.ranker.train()
+    logits = model.rank_logits(u_cf, u_ct, c_cf, c_ct, retrieval)
+    logits = logits.masked_fill(torch.from_numpy(candidates < 0), -1e9)
+    labels = torch.from_numpy((candidates == target[:, None]).argmax(1))
+    return F.cross_entropy(logits, labels)
 
 
 def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bool = True,
@@ -355,6 +389,7 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
     """Trains the ranker, keeping the epoch with the best validation NDCG@10
     (epoch 0: the retrieval order); `fixed_epochs`: exactly that many, no
     validation, the last kept (the deployment fit)."""
+    ranks = distributed.current()
     rng = np.random.default_rng(cfg.seed + 1)
     tables = item_tables(model)
     item_cf, item_ct = (torch.from_numpy(t) for t in tables)
@@ -364,13 +399,16 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
     best = -1.0 if fixed_epochs is not None else ranker_validation_ndcg(model, split, cfg.ranker_depth, tables,
                                                                          recent_counter)
     best_state, history = copy.deepcopy(model.ranker.state_dict()), [{"epoch": 0, "valid_ndcg@10": best}]
+    ranker_params = list(model.ranker.parameters())
+    with distributed.trainable_only(ranker_params, model):
+        objective = ranks.wrap(distributed.Objective(model, ranker_loss))
     for epoch in range(1, (cfg.ranker_epochs if fixed_epochs is None else fixed_epochs) + 1):
         order = rng.permutation(users.size)
         total, steps = 0.0, 0
         bar = tqdm(range(0, order.size, cfg.batch_size), desc=f"ranker epoch {epoch}", unit="batch",
                    disable=not progress, leave=False)
         for s in bar:
-            pick = order[s : s + cfg.batch_size]
+            pick, weight = ranks.share(order[s : s + cfg.batch_size])
             hist_lists, _, scen, target = make_batch(split, users[pick], positions[pick], model.cfg.max_history)
             model.eval()
             u_cf, u_ct, alpha = user_vectors(model, hist_lists, scen.numpy())
@@ -390,13 +428,10 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
             c_ct = item_ct[cand]
             retrieval = (a_t[:, None] * (ucf_t.unsqueeze(1) * c_cf).sum(-1)
                          + (1 - a_t[:, None]) * (uct_t.unsqueeze(1) * c_ct).sum(-1))
-            model.ranker.train()
-            logits = model.rank_logits(ucf_t, uct_t, c_cf, c_ct, retrieval)
-            logits = logits.masked_fill(torch.from_numpy(idx < 0), -1e9)
-            labels = torch.from_numpy((idx == tgt[:, None]).argmax(1))
-            loss = F.cross_entropy(logits, labels)
-            opt.zero_grad()
-            loss.backward()
+            with distributed.trainable_only(ranker_params, model):
+                loss = objective(ucf_t, uct_t, c_cf, c_ct, retrieval, idx, tgt)
+                opt.zero_grad()
+                (loss * weight if ranks.active else loss).backward()
             opt.step()
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.3f}")
@@ -461,9 +496,11 @@ def fit_model(split: Split, text: np.ndarray, num_scenarios: int, cfg: TrainConf
     Deployment fit: the epochs the selection kept, and the selection model's
     calibrated fusion (alpha per scenario, recent-popularity weight, new-item
     bias), which only held-out interactions can fit."""
+    ranks = distributed.current()
     seed_everything(cfg.seed)
     model = GenreModel(split.num_items, num_scenarios, torch.from_numpy(text), cfg.model)
     init_cf(model, split, cfg)
+    ranks.broadcast(model)  # ALS runs threaded: its factors may differ in the last bits between ranks
     retrieval_history = train_retrieval(model, split, cfg, progress, retrieval_epochs)
     zero_cf_of_unseen_items(model, split)
     set_served_recent_popularity(model, split)
@@ -476,6 +513,7 @@ def fit_model(split: Split, text: np.ndarray, num_scenarios: int, cfg: TrainConf
             if cfg.model.recent_popularity:
                 model.user.recent_popularity_weight.weight.copy_(selected.user.recent_popularity_weight.weight)
         calibration = {"copied_from": "selection"}
+    ranks.broadcast(model)
     run_ranker = cfg.ranker_epochs > 0 and (ranker_epochs is None or ranker_epochs > 0)
     ranker_history = train_ranker(model, split, cfg, progress, ranker_epochs) if run_ranker else []
     model.eval()
@@ -488,9 +526,12 @@ def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: boo
     split), then, with cfg.refit, fits the served model on every interaction
     with the selected settings; saves RUN_DIR with both."""
     t0 = time.time()
+    ranks = distributed.current()
+    progress = progress and ranks.main
     torch.set_num_threads(max(1, torch.get_num_threads()))
     split = leave_last_out(dataset, cfg.cold_item_fraction, cfg.seed)
-    text = encode_texts(dataset.item_texts, cfg.text_encoder, max_length=cfg.max_text_length, progress=progress)
+    text = distributed.encode_texts_sharded(dataset.item_texts, cfg.text_encoder, max_length=cfg.max_text_length,
+                                            progress=progress)
     t_text = time.time() - t0
     num_scenarios = len(dataset.scenarios)
     model, stage = fit_model(split, text, num_scenarios, cfg, progress)
@@ -524,10 +565,13 @@ def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: boo
     meta["served_weights"] = "refit" if deployment is not None else "selection"
     meta["deployment_fit"] = deployment if deployment is not None else {
         "skipped": "refit off" if not cfg.refit else "no validation interactions to select on"}
+    meta["processes"] = ranks.world
     meta["seconds"] = {"text_embedding": t_text, "selection": t_selection,
                        "deployment_fit": time.time() - t0 - t_text - t_selection if deployment else 0.0,
                        "total": time.time() - t0}
     out = Path(out_dir)
-    save_run(out, served, cfg, dataset.items, dataset.item_titles, dataset.item_texts, dataset.scenarios, split, meta,
-             selection_model=model if deployment is not None else None)
+    if ranks.main:  # one writer; the others wait until the run is published
+        save_run(out, served, cfg, dataset.items, dataset.item_titles, dataset.item_texts, dataset.scenarios, split,
+                 meta, selection_model=model if deployment is not None else None)
+    ranks.barrier()
     return out
