@@ -68,7 +68,6 @@ from genre_serve.evaluation.metrics import history_cells, ndcg_at, ndcg_gains
 from genre_serve.formats.run_dir import save_run
 from genre_serve.models.genre import GenreModel, candidate_cf, right_align
 from genre_serve.models.sequence import catalog_cross_entropy, prefix_exclusion, training_windows, use_bf16
-from genre_serve.models.text_encoder import encode_texts
 from genre_serve.train import distributed
 from genre_serve.train.calibration import calibrate_fusion
 

@@ -24,7 +24,8 @@ LAYERS = [
     {"genre_serve.export"},
     {"genre_serve.serving"},
     {"genre_serve.client", "genre_serve.loadtest", "genre_serve.reliability", "genre_serve.deploy"},
-    {"genre_serve.cli"},
+    # genre_serve.train.__main__: `python -m genre_serve.train`, the command torchrun starts (a CLI entry point).
+    {"genre_serve.cli", "genre_serve.train.__main__"},
 ]
 STUBS = "genre_serve.serving.stubs"
 
