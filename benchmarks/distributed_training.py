@@ -33,7 +33,7 @@ def train_once(dataset: str, seed: int, nproc: int, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def test_ndcg(run_dir: Path) -> dict:
+def selection_scores(run_dir: Path) -> dict:
     from genre_serve.evaluation.evaluate import SERVED, evaluate_run
     from genre_serve.formats.run_dir import load_run
 
@@ -60,7 +60,7 @@ def main() -> int:
         for nproc in args.nproc:
             run_dir = args.out / f"seed{seed}_nproc{nproc}"
             wall = train_once(args.dataset, seed, nproc, run_dir)
-            rows.append({"seed": seed, "nproc": nproc, "command_seconds": wall, **test_ndcg(run_dir)})
+            rows.append({"seed": seed, "nproc": nproc, "command_seconds": wall, **selection_scores(run_dir)})
             r = rows[-1]
             print(f"seed {seed} nproc {nproc}: {wall:.0f} s, valid {r['valid_ndcg@10']:.4f}, "
                   f"test {r['test_ndcg@10']:.4f}", flush=True)

@@ -23,7 +23,7 @@ def register(commands: Subparsers) -> None:
                    help="train in N processes (PyTorch DDP over gloo, started with torchrun; "
                         "the same as `torchrun --standalone --nproc_per_node N -m genre_serve.train ...`)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
-    t.set_defaults(handler=cmd_train)
+    t.set_defaults(handler=cmd_train, train_parser=t)
 
     e = commands.add_parser("evaluate", help="metrics of a run and the baselines on its split")
     e.add_argument("run_dir", type=Path)
@@ -58,14 +58,14 @@ def cmd_train(args) -> int:
 
 
 def torchrun_command(args) -> list[str]:
-    """The torchrun command line that trains as `args` say in args.nproc processes on this machine."""
-    argv = ["--out", str(args.out)]
-    for name in ("dataset", "movielens", "interactions", "items", "config", "epochs", "seed"):
-        value = getattr(args, name, None)
-        if value is not None:
-            argv += [f"--{name}", str(value)]
-    argv += [flag for flag, on in (("--synthetic", args.synthetic), ("--no-refit", args.no_refit),
-                                   ("--quiet", args.quiet)) if on]
+    """The torchrun command line that trains as `args` say in args.nproc processes on this machine:
+    every option of the train parser given a value, but --nproc."""
+    argv = []
+    for action in args.train_parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in ("help", "nproc") or value is None or value is False:
+            continue
+        argv += [action.option_strings[0]] if action.nargs == 0 else [action.option_strings[0], str(value)]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
             "-m", "genre_serve.train", *argv]
 

@@ -147,7 +147,7 @@ class Objective(nn.Module):
 
 @contextlib.contextmanager
 def trainable_only(params: list[torch.Tensor], model: nn.Module):
-    """Only `params` require gradients inside the block (DDP reduces only those)."""
+    """Only `params` require gradients inside the block: wrapped there, DDP reduces only those."""
     keep = {id(p) for p in params}
     before = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in before:

@@ -270,7 +270,7 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     # vectors have memorised the targets, it comes out negative; on held-out
     # interactions it is clearly positive (benchmarks/RESULTS.md).
     named = [(n, p) for n, p in model.named_parameters()
-             if not n.startswith(("ranker.", "user.recent_popularity_weight")) and p.requires_grad]
+             if not n.startswith(("ranker.", "user.recent_popularity_weight"))]
     params = [p for _, p in named]
     # The CF item table may learn at a scaled rate (cf_lr_scale): it starts
     # from ALS factors, and at the full rate it memorises the training targets.
@@ -308,9 +308,8 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     schedule = (torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
         if cfg.lr_schedule == "cosine" else None)
-    # Parameters this stage does not train (the ranker's) are frozen while
-    # its loss runs: DDP then reduces exactly the ones it does.
-    frozen = [p for p in model.parameters() if all(p is not q for q in params)]
+    # DDP registers the parameters that require gradients when it wraps:
+    # with the others (the ranker's) frozen then, it reduces exactly the ones this stage trains.
     with distributed.trainable_only(params, model):
         objective = ranks.wrap(distributed.Objective(model, sequence_retrieval_loss if sequential else retrieval_loss))
     for epoch in range(1, (fixed_epochs or cfg.epochs) + 1):
@@ -323,16 +322,15 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
                    disable=not progress, leave=False)
         for s in bar:
             pick, weight = ranks.share(order[s : s + batch_size])
-            with distributed.trainable_only(params, model) if frozen else contextlib.nullcontext():
-                if sequential:
-                    loss = objective(seq_targets, users[pick], windows[pick], ends[pick], cfg, rows_rng)
-                else:
-                    hist_lists, hist, scen, target = make_batch(
-                        split, users[pick], positions[pick], model.cfg.max_history, cfg.target_window, rows_rng
-                    )
-                    loss = objective(hist, scen, target, hist_lists, cfg, rows_rng)
-                opt.zero_grad()
-                (loss * weight if ranks.active else loss).backward()
+            if sequential:
+                loss = objective(seq_targets, users[pick], windows[pick], ends[pick], cfg, rows_rng)
+            else:
+                hist_lists, hist, scen, target = make_batch(
+                    split, users[pick], positions[pick], model.cfg.max_history, cfg.target_window, rows_rng
+                )
+                loss = objective(hist, scen, target, hist_lists, cfg, rows_rng)
+            opt.zero_grad()
+            (loss * weight if ranks.active else loss).backward()
             opt.step()
             if schedule is not None:
                 schedule.step()
@@ -398,8 +396,7 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
     best = -1.0 if fixed_epochs is not None else ranker_validation_ndcg(model, split, cfg.ranker_depth, tables,
                                                                          recent_counter)
     best_state, history = copy.deepcopy(model.ranker.state_dict()), [{"epoch": 0, "valid_ndcg@10": best}]
-    ranker_params = list(model.ranker.parameters())
-    with distributed.trainable_only(ranker_params, model):
+    with distributed.trainable_only(list(model.ranker.parameters()), model):
         objective = ranks.wrap(distributed.Objective(model, ranker_loss))
     for epoch in range(1, (cfg.ranker_epochs if fixed_epochs is None else fixed_epochs) + 1):
         order = rng.permutation(users.size)
@@ -427,10 +424,9 @@ def train_ranker(model: GenreModel, split: Split, cfg: TrainConfig, progress: bo
             c_ct = item_ct[cand]
             retrieval = (a_t[:, None] * (ucf_t.unsqueeze(1) * c_cf).sum(-1)
                          + (1 - a_t[:, None]) * (uct_t.unsqueeze(1) * c_ct).sum(-1))
-            with distributed.trainable_only(ranker_params, model):
-                loss = objective(ucf_t, uct_t, c_cf, c_ct, retrieval, idx, tgt)
-                opt.zero_grad()
-                (loss * weight if ranks.active else loss).backward()
+            loss = objective(ucf_t, uct_t, c_cf, c_ct, retrieval, idx, tgt)
+            opt.zero_grad()
+            (loss * weight if ranks.active else loss).backward()
             opt.step()
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.3f}")

@@ -57,3 +57,17 @@ def test_each_rank_takes_its_rows_of_a_batch_and_weights_its_loss_so_that_ddp_av
         assert np.mean([w * x[m].mean() for m, w in shares]) == pytest.approx(x.mean())
     rows, weight = Ranks(2, 3).share(np.arange(2))  # a rank without rows still runs the step, at weight 0
     assert rows.size == 1 and weight == 0.0
+
+
+def test_the_torchrun_command_carries_every_train_option_but_nproc():
+    from genre_serve.cli import build_parser
+    from genre_serve.cli.train import torchrun_command
+
+    args = build_parser().parse_args(["train", "--synthetic", "--nproc", "2", "--seed", "0", "--epochs", "3",
+                                      "--no-refit", "--quiet", "--config", "c.toml", "--out", "o"])
+    command = torchrun_command(args)
+    assert command[command.index("-m", 3):][:2] == ["-m", "genre_serve.train"]
+    passed = command[command.index("genre_serve.train") + 1:]
+    assert sorted(passed) == sorted(["--synthetic", "--seed", "0", "--epochs", "3", "--no-refit", "--quiet",
+                                     "--config", "c.toml", "--out", "o"])
+    assert "--nproc_per_node=2" in command and "--nproc" not in passed
