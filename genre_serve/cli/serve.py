@@ -113,13 +113,12 @@ def cmd_serve(args) -> int:
     stop = threading.Event()
     signals: list[int] = []
 
-    def on_signal(sig, _frame) -> None:
+    def on_signal(sig: int) -> None:
         supervisor.state.draining = True  # readiness false before anything else happens
         signals.append(sig)
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    watch_signals(on_signal, (signal.SIGINT, signal.SIGTERM))
     supervisor.start()
     drained = False
     try:
@@ -150,6 +149,33 @@ def cmd_serve(args) -> int:
             supervisor.stop()
         print("stopped", flush=True)
     return EXIT_OK
+
+
+def watch_signals(handle, signals) -> None:
+    """Calls `handle(signal number)` from a thread of its own as soon as one
+    of `signals` arrives. A Python signal handler runs only in the main
+    thread, and only once that thread wakes: one waiting with a timeout when
+    the kernel hands the signal to another thread sleeps the timeout out, and
+    readiness stayed true for that long after a SIGTERM. The C-level handler
+    writes the signal's number to the wakeup pipe at once, whichever thread
+    it interrupts; the watcher thread reads it."""
+    import os
+    import signal
+    import threading
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # the C handler must never block
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for sig in signals:
+        signal.signal(sig, lambda *_: None)  # a Python handler, so that the wakeup byte is written
+
+    def watch() -> None:
+        while True:
+            for number in os.read(read_end, 64):
+                if number in signals:
+                    handle(number)
+
+    threading.Thread(target=watch, name="genre-serve-signals", daemon=True).start()
 
 
 def cmd_recommend(args) -> int:
