@@ -4,7 +4,7 @@ Each subcommand lives in one module of this package, its parser beside its
 handler (``register(commands)`` adds both). Errors a user can cause (a
 missing file, a bad config, a malformed dataset) print one line and exit
 non-zero; `--debug` shows the traceback. Exit codes: 0 success, 1 runtime
-failure, 2 bad usage or input.
+failure, 2 bad usage or input, 3 `update`'s gate rejected the candidate.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import argparse
 import sys
 
 from genre_serve import __version__
-from genre_serve.cli import deploy, export, quickstart, serve, train
+from genre_serve.cli import deploy, export, quickstart, serve, train, update
 from genre_serve.cli.common import EXIT_FAILURE, EXIT_USAGE
 from genre_serve.errors import GenreServeError
 
-MODULES = (quickstart, train, export, serve, deploy)
+MODULES = (quickstart, train, update, export, serve, deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:

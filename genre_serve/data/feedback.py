@@ -19,9 +19,11 @@ class LogFiles:
 
     files: tuple[str, ...]
     rows: tuple[int, ...]
+    malformed: tuple[int, ...] = ()  # lines with the wrong number of fields, skipped and counted
 
     def as_dict(self) -> dict:
-        return {"files": list(self.files), "rows": list(self.rows), "total_rows": sum(self.rows)}
+        return {"files": list(self.files), "rows": list(self.rows), "total_rows": sum(self.rows),
+                "malformed_lines": list(self.malformed)}
 
 
 def log_files(path: str | Path) -> list[Path]:
@@ -40,7 +42,7 @@ def log_files(path: str | Path) -> list[Path]:
 def read_feedback(path: str | Path) -> tuple[pd.DataFrame, LogFiles]:
     """Every event of the log (not cleaned: the caller cleans it as training
     data is), the files in name order, with the rows each held."""
-    frames, names, rows = [], [], []
+    frames, names, rows, malformed = [], [], [], []
     for f in log_files(path):
         try:
             df = read_table(f, "feedback log")
@@ -55,5 +57,6 @@ def read_feedback(path: str | Path) -> tuple[pd.DataFrame, LogFiles]:
         frames.append(df)
         names.append(str(f))
         rows.append(len(df))
+        malformed.append(int(df.attrs.get("malformed_lines", 0)))
     events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(fmt.COLUMNS))
-    return events, LogFiles(tuple(names), tuple(rows))
+    return events, LogFiles(tuple(names), tuple(rows), tuple(malformed))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre_serve.data.dataset import DataConfig, Dataset, build_dataset
+from genre_serve.data.dataset import DataConfig, Dataset, build_dataset, item_text
 from genre_serve.errors import DataError
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
@@ -116,3 +116,28 @@ def _load_ml_100k(path: Path, config: DataConfig) -> Dataset:
             rows.append({"item_id": fields[0], "title": fields[1], "tags": ", ".join(genres)})
     items = pd.DataFrame(rows) if rows else None
     return build_dataset(raw, items, config, name=path.name)
+
+
+def read_new_items(path: str | Path, known: set[str], skip_known: bool = False,
+                   ) -> tuple[list[str], list[str], list[str]]:
+    """Items to add to a catalog (add-items, update --items): ids, titles and
+    the texts the encoder sees. Ids already in `known` are an error, or
+    (`skip_known`: a whole catalog given) left out."""
+    df = read_table(path, "items")
+    for col in ("item_id", "title"):
+        if col not in df.columns:
+            raise DataError(f"items: missing column {col}; found {', '.join(df.columns)}")
+    df = df.fillna("")
+    df["item_id"] = df["item_id"].astype(str).str.strip()
+    df = df[df["item_id"] != ""].drop_duplicates("item_id")
+    already = sorted(set(df["item_id"]) & known)
+    if skip_known:
+        df, already = df[~df["item_id"].isin(known)], []
+    if already:
+        raise DataError(f"items: {len(already)} id(s) already in the catalog, e.g. {already[0]!r}")
+    if df.empty:
+        raise DataError("items: no new item")
+    tags = df["tags"] if "tags" in df.columns else [""] * len(df)
+    text = df["text"] if "text" in df.columns else [""] * len(df)
+    texts = [item_text(t, g, x) for t, g, x in zip(df["title"], tags, text)]
+    return list(df["item_id"]), list(df["title"]), texts

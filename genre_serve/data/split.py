@@ -177,13 +177,17 @@ def time_split(ds: Dataset, test_fraction: float = 0.1) -> Split:
     return split
 
 
-def all_interactions(ds: Dataset) -> Split:
-    """Every interaction as training, nothing held out (no validation or test
-    target, no cold item): the data of the deployment fit."""
-    items_per_user, scen_per_user, ts_per_user = ds.sequences()
-    split = _empty_split(len(items_per_user), ds.num_items, np.zeros(0, np.int64))
-    split.train_items, split.train_scenarios, split.train_times = list(items_per_user), list(scen_per_user), list(
-        ts_per_user)
-    split.cold_targets = [np.zeros(0, np.int64) for _ in items_per_user]
-    split.cold_times = [np.zeros(0, np.int64) for _ in items_per_user]
+def sequences_split(items: list[np.ndarray], scenarios: list[np.ndarray], times: list[np.ndarray],
+                    num_items: int) -> Split:
+    """Per-user sequences as training, nothing held out (no validation or
+    test target, no cold item)."""
+    split = _empty_split(len(items), num_items, np.zeros(0, np.int64))
+    split.train_items, split.train_scenarios, split.train_times = list(items), list(scenarios), list(times)
+    split.cold_targets = [np.zeros(0, np.int64) for _ in items]
+    split.cold_times = [np.zeros(0, np.int64) for _ in items]
     return split
+
+
+def all_interactions(ds: Dataset) -> Split:
+    """Every interaction as training: the data of the deployment fit."""
+    return sequences_split(*ds.sequences(), ds.num_items)

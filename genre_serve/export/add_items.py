@@ -17,31 +17,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from genre_serve.data.dataset import item_text
-from genre_serve.data.loaders import read_table
-from genre_serve.errors import DataError, ExportError
+from genre_serve.data.loaders import read_new_items
+from genre_serve.errors import ExportError
 from genre_serve.export.repository import derive_version
 from genre_serve.formats import repository as fmt
 from genre_serve.text import tokenize
-
-
-def read_new_items(path: str | Path, known: set[str]) -> tuple[list[str], list[str], list[str]]:
-    df = read_table(path, "items")
-    for col in ("item_id", "title"):
-        if col not in df.columns:
-            raise DataError(f"items: missing column {col}; found {', '.join(df.columns)}")
-    df = df.fillna("")
-    df["item_id"] = df["item_id"].astype(str).str.strip()
-    df = df[df["item_id"] != ""].drop_duplicates("item_id")
-    already = sorted(set(df["item_id"]) & known)
-    if already:
-        raise DataError(f"items: {len(already)} id(s) already in the catalog, e.g. {already[0]!r}")
-    if df.empty:
-        raise DataError("items: no new item")
-    tags = df["tags"] if "tags" in df.columns else [""] * len(df)
-    text = df["text"] if "text" in df.columns else [""] * len(df)
-    texts = [item_text(t, g, x) for t, g, x in zip(df["title"], tags, text)]
-    return list(df["item_id"]), list(df["title"]), texts
 
 
 def embed_with_item_tower(version_dir: Path, texts: list[str], batch: int = 64) -> np.ndarray:

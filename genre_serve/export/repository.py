@@ -120,6 +120,8 @@ def export_run(
     if new_item_bias is not None and not np.isfinite(new_item_bias):
         raise ExportError(f"--new-item-bias must be a finite number, got {new_item_bias}")
     run = load_run(run_dir)
+    if run.gate_rejection:
+        raise ExportError(f"{run.path}: not exported: {run.gate_rejection}; it stays on disk for inspection")
     repo = Path(repository)
     created = not repo.exists()
     try:
@@ -181,9 +183,9 @@ def _export_locked(run: Run, repo: Path, version: int | None, serving: ServingCo
 
 def derive_version(repository: Path, edit: Callable[[dict[str, Path], dict[str, Path]], None],
                    keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS,
-                   lock_timeout_s: float = fmt.DEFAULT_LOCK_TIMEOUT_S) -> int:
-    """A new version of every model from the latest one, changed by
-    `edit(latest folders, new folders)` before anything is published (staged
+                   lock_timeout_s: float = fmt.DEFAULT_LOCK_TIMEOUT_S, source: int | None = None) -> int:
+    """A new version of every model from the latest one (or version
+    `source`), changed by `edit(source folders, new folders)` before anything is published (staged
     and renamed into place; on any error nothing is published). The edit
     writes genre_recommend's folder (files are replaced, never written in
     place: the new folders start as hard links of the latest ones); the other
@@ -197,7 +199,10 @@ def derive_version(repository: Path, edit: Callable[[dict[str, Path], dict[str, 
         # one clear error, not a traceback. Again under the lock: a writer we waited for may have changed it.
         fmt.check_repository(repository)
         fmt.remove_stale_staging(repository)
-        latest = fmt.latest_version(repository)
+        latest = fmt.latest_version(repository) if source is None else source
+        if latest not in fmt.versions_of(repository, fmt.RECOMMEND):
+            raise ExportError(f"{repository}: version {latest} is not on disk (kept: "
+                              f"{fmt.versions_of(repository, fmt.RECOMMEND)}; older ones were pruned)")
         version = fmt.next_version(repository)
         with fmt.staged_version(repository, version, copy_from=latest) as staging:
             edit(fmt.version_dirs(repository, latest), staging)
@@ -245,3 +250,12 @@ def _export_onnx_models(run: Run, staging: dict[str, Path], result: ExportResult
     _export_checked(ItemTowerExport(TextEncoder(cfg.text_encoder), run.model),
                     item_tower_examples(tokenizer.vocab_size), ITEM_TOWER_SPEC, staging[fmt.ITEM_TOWER],
                     fmt.ITEM_TOWER, result)
+
+
+def rollback(repository: str | Path, to_version: int, keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS,
+             lock_timeout_s: float = fmt.DEFAULT_LOCK_TIMEOUT_S) -> int:
+    """Puts kept version `to_version` back: a new version, the newest, with
+    its files (hard links), so that servers load it as they load any new
+    version, without dropping requests. Returns the new version."""
+    repo = fmt.resolve_repository(repository)
+    return derive_version(repo, lambda source, staging: None, keep_versions, lock_timeout_s, source=to_version)

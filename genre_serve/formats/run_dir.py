@@ -70,6 +70,16 @@ class Run:
         """Whether `model` trained on the split's held-out interactions (it cannot be scored on them)."""
         return self.weights == "served" and self.served_is_refit
 
+    @property
+    def gate_rejection(self) -> str | None:
+        """Why this run must never be served: `genre-serve update`'s gate
+        rejected it (None: it may be)."""
+        gate = (self.meta.get("update") or {}).get("gate")
+        if not gate or gate.get("promoted", True):
+            return None
+        return (f"the update gate rejected this candidate (NDCG@10 {gate['candidate_ndcg']:.4f} against its "
+                f"parent's {gate['parent_ndcg']:.4f}, {gate['max_regression']:.0%} regression allowed)")
+
     def popularity(self) -> np.ndarray:
         """Interactions per item in the data `model` was fitted on."""
         return (self.split.all_counts() if self.model_is_refit else self.split.train_counts()).astype(np.float32)

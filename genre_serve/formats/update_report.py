@@ -1,0 +1,40 @@
+"""`genre-serve update`'s settings and its report (RUN_DIR/update_report.json):
+the log it read (files, rows, what was dropped and why, time range), the
+settings, what changed, both models' gate metrics with bootstrap intervals
+and the verdict, and, after a rollout, the version served. The same
+document is meta.json's ``update`` entry of the candidate run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REPORT_FILE = "update_report.json"
+
+# Events that say a user did *not* want an item: never training positives.
+IGNORED_EVENTS = ("impression", "skip", "dismiss", "dislike", "hide")
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """How `genre-serve update` fine-tunes and gates a candidate (train/update.py says why)."""
+
+    holdout_fraction: float = 0.2  # the newest share of the log's events: the gate slice
+    max_regression: float = 0.02  # relative NDCG@10 the candidate may lose against its parent
+    epochs: int = 2  # fine-tuning epochs over the updated and replayed users
+    lr_scale: float = 0.5  # of the run's learning rates
+    replay: float = 1.0  # users without new events replayed per user with new events
+    ranker_epochs: int = 1
+    ignore_events: tuple[str, ...] = IGNORED_EVENTS
+    refit_on_slice: bool = False  # after promotion, fine-tune once more with the slice in
+    bootstrap_reps: int = 1000
+    seed: int = 0
+
+    def check(self) -> None:
+        if not 0 < self.holdout_fraction < 1:
+            raise ValueError(f"holdout fraction: in (0, 1), got {self.holdout_fraction}")
+        if not 0 <= self.max_regression < 1:
+            raise ValueError(f"max regression: in [0, 1), got {self.max_regression}")
+        if self.epochs < 1 or self.ranker_epochs < 0:
+            raise ValueError("epochs: at least 1; ranker epochs: at least 0")
+        if self.replay < 0 or self.lr_scale <= 0:
+            raise ValueError("replay: at least 0; lr scale: above 0")
