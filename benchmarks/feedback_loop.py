@@ -39,8 +39,9 @@ from genre_serve.data.dataset import Dataset
 from genre_serve.data.idmap import IdMap
 from genre_serve.formats.run_dir import load_run
 from genre_serve.formats.update_report import UpdateSettings
+from genre_serve.models.recent_popularity import RecentPopularity
 from genre_serve.train.trainer import train
-from genre_serve.train.update import event_gains, update
+from genre_serve.train.update import Requests, event_gains, update
 
 FRACTIONS = (0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -66,12 +67,12 @@ def write_log(ds: Dataset, order: np.ndarray, start: int, end: int, path: Path) 
                   "scenario": [ds.scenarios[s] for s in rows["scenario"]], "version": ""}).to_csv(path, index=False)
 
 
-def window_requests(ds: Dataset, order: np.ndarray, start: int, end: int):
+def window_requests(ds: Dataset, order: np.ndarray, start: int, end: int) -> Requests:
     """Every interaction of start..end (time order) as a request: the user's items before it."""
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
     df = ds.interactions.assign(rank=rank)
-    hist, scen, target = [], [], []
+    hist, scen, target, when = [], [], [], []
     for _, g in df.groupby("user", sort=False):
         g = g.sort_values("rank")
         items, r = g["item"].to_numpy(), g["rank"].to_numpy()
@@ -79,12 +80,14 @@ def window_requests(ds: Dataset, order: np.ndarray, start: int, end: int):
             hist.append(items[:t])
             scen.append(int(g["scenario"].iloc[t]))
             target.append(items[t])
-    return hist, np.array(scen, np.int64), np.array(target, np.int64)
+            when.append(int(g["timestamp"].iloc[t]))
+    return Requests(hist, np.array(scen, np.int64), np.array(target, np.int64), np.array(when, np.int64))
 
 
-def score(run_dir: Path, requests) -> float:
+def score(run_dir: Path, requests: Requests, popularity: RecentPopularity) -> float:
+    """Mean NDCG@10, recent popularity as of each request (as the gate reads it)."""
     run = load_run(run_dir)
-    return float(event_gains(run.model, *requests, run.config.ranker_depth).mean())
+    return float(event_gains(run.model, requests, run.config.ranker_depth, popularity).mean())
 
 
 def timed_train(ds: Dataset, cfg: TrainConfig, out: Path) -> float:
@@ -106,7 +109,7 @@ def rollout_under_load(first: Path, candidate: Path, requests, work: Path) -> di
     shutil.rmtree(repo, ignore_errors=True)
     export_run(first, repo)
     run = load_run(first)
-    histories = [run.items.external(h[-50:]) for h in requests[0][:200] if len(h)]
+    histories = [run.items.external(h[-50:]) for h in requests.histories[:200] if len(h)]
     with TritonServer(repo) as server:
         with BackgroundTraffic(server.http_url, histories, k=10, concurrency=4, timeout_s=10) as traffic:
             traffic.wait_for_answers(100)
@@ -133,6 +136,9 @@ def main() -> int:
     ds = load_builtin("movielens-small", cfg.data)
     order = np.lexsort((np.arange(len(ds.interactions)), ds.interactions["timestamp"].to_numpy()))
     cuts = [int(round(f * len(order))) for f in FRACTIONS]
+    # Only interactions before each request count (RecentPopularity.at reads [t - window, t)).
+    popularity = RecentPopularity(ds.interactions["item"].to_numpy(), ds.interactions["timestamp"].to_numpy(),
+                                  ds.num_items, cfg.model.recent_popularity_days or 14.0)
     print(f"{len(order)} interactions; cuts at {cuts}", flush=True)
     first = out / "train_60"
     t_first = timed_train(prefix_dataset(ds, order, cuts[0]), cfg, first)
@@ -143,11 +149,11 @@ def main() -> int:
         requests = window_requests(ds, order, *scored)
         log = out / f"log_{r}" / "events.csv"
         write_log(ds, order, *consumed, log)
-        row = {"round": r, "consumed": list(consumed), "scored": list(scored), "scored_events": int(len(requests[2]))}
-        row["frozen"] = {"ndcg@10": score(first, requests)}
+        row = {"round": r, "consumed": list(consumed), "scored": list(scored), "scored_events": len(requests)}
+        row["frozen"] = {"ndcg@10": score(first, requests, popularity)}
         retrain = out / f"train_{int(FRACTIONS[r] * 100)}"
         seconds = timed_train(prefix_dataset(ds, order, cuts[r]), cfg, retrain)
-        row["retrain"] = {"ndcg@10": score(retrain, requests), "seconds": seconds}
+        row["retrain"] = {"ndcg@10": score(retrain, requests, popularity), "seconds": seconds}
         for variant, slice_refit in (("update", False), ("update+slice", True)):
             cand = out / f"{variant.replace('+', '_')}_{r}"
             t0 = time.perf_counter()
@@ -156,7 +162,7 @@ def main() -> int:
                             progress=False)
             seconds = time.perf_counter() - t0
             served = cand if result.promoted else parents[variant]
-            row[variant] = {"ndcg@10": score(served, requests), "seconds": seconds,
+            row[variant] = {"ndcg@10": score(served, requests, popularity), "seconds": seconds,
                             "verdict": result.gate.as_dict()["verdict"], "gate": result.gate.as_dict()}
             if result.promoted:
                 parents[variant] = cand

@@ -67,6 +67,15 @@ def register(commands: Subparsers) -> None:
     _add_url(a)
     a.set_defaults(handler=cmd_add_items)
 
+    t = commands.add_parser("retire-items", help="never recommend these items again, as a new version")
+    _add_target(t)
+    ids = t.add_mutually_exclusive_group(required=True)
+    ids.add_argument("--ids", help="item ids, comma separated")
+    ids.add_argument("--items", type=Path, help="a CSV/Parquet file with an item_id column, or one id per line")
+    _add_keep_versions(t)
+    _add_url(t)
+    t.set_defaults(handler=cmd_retire_items)
+
     r = commands.add_parser("refresh-popularity",
                             help="recount the served recent popularity from a newer log, as a new version")
     _add_target(r)
@@ -136,6 +145,27 @@ def cmd_add_items(args) -> int:
 
     repo, version, count = add_items(args.target, args.items, args.keep_versions, args.lock_timeout_s)
     print(f"added {count} item(s) as version {version} of {repo}")
+    roll_out(args.url, version, repo)
+    return EXIT_OK
+
+
+def cmd_retire_items(args) -> int:
+    from genre_serve.export.add_items import retire_items
+
+    if args.ids is not None:
+        ids = args.ids.split(",")
+    elif args.items.suffix in (".csv", ".parquet", ".gz"):
+        from genre_serve.data.loaders import read_table
+        from genre_serve.errors import DataError
+
+        table = read_table(args.items, "items")
+        if "item_id" not in table.columns:
+            raise DataError(f"items: {args.items} has no item_id column")
+        ids = table["item_id"].dropna().astype(str).tolist()
+    else:
+        ids = args.items.read_text().splitlines()
+    repo, version, count = retire_items(args.target, ids, args.keep_versions, args.lock_timeout_s)
+    print(f"retired {count} item(s) as version {version} of {repo}")
     roll_out(args.url, version, repo)
     return EXIT_OK
 

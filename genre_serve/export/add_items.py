@@ -1,5 +1,6 @@
 """`genre-serve add-items`: new items with text but no interactions join the
-catalog as a new version of every model.
+catalog as a new version of every model; `genre-serve retire-items`: items
+leave what is recommended, as a new version.
 
 Their content vectors come from the exported item tower (onnxruntime, the
 same graph the server runs); their CF vectors are zero (no interactions, no
@@ -18,7 +19,7 @@ import onnx
 from onnx import numpy_helper
 
 from genre_serve.data.loaders import read_new_items
-from genre_serve.errors import ExportError
+from genre_serve.errors import DataError, ExportError
 from genre_serve.export.repository import derive_version
 from genre_serve.formats import repository as fmt
 from genre_serve.text import tokenize
@@ -72,3 +73,28 @@ def add_items(target: str | Path, items_file: str | Path, keep_versions: int = f
 
     version = derive_version(repo, edit, keep_versions, lock_timeout_s)
     return repo, version, len(added)
+
+
+def retire_items(target: str | Path, item_ids: list[str], keep_versions: int = fmt.DEFAULT_KEEP_VERSIONS,
+                 lock_timeout_s: float = fmt.DEFAULT_LOCK_TIMEOUT_S) -> tuple[Path, int, int]:
+    """A new version in which `item_ids` are never recommended (to anyone,
+    cold users included). They stay in the catalog, so histories naming them
+    still count; later exports into the repository keep them retired.
+    Returns (repository, new version, items retired)."""
+    repo = fmt.resolve_repository(target)
+    wanted = sorted({str(i).strip() for i in item_ids if str(i).strip()})
+    if not wanted:
+        raise DataError("retire-items: no item id given")
+    count = []
+
+    def edit(src: dict[str, Path], staging: dict[str, Path]) -> None:
+        catalog = fmt.Catalog.load(src[fmt.RECOMMEND], titles=True)
+        found = [catalog.ids.index_of(i) for i in wanted]
+        unknown = [i for i, f in zip(wanted, found) if f is None]
+        if unknown:
+            raise DataError(f"retire-items: {len(unknown)} id(s) not in the catalog, e.g. {unknown[0]!r}")
+        catalog.with_retired(found).save(staging[fmt.RECOMMEND])
+        count.append(len(found))
+
+    version = derive_version(repo, edit, keep_versions, lock_timeout_s)
+    return repo, version, count[0]

@@ -172,13 +172,25 @@ def _export_locked(run: Run, repo: Path, version: int | None, serving: ServingCo
             item_cf, item_ct = (t.numpy().astype(np.float32) for t in model.items.tables())
         bias = float(run.model.new_item_bias if new_item_bias is None else new_item_bias)
         fmt.ItemTableFiles(item_cf, item_ct, max_k, new_items, bias).save(staging[fmt.RECOMMEND])
-        catalog_of_run(run, depth or cfg.ranker_depth, max_k).save(staging[fmt.RECOMMEND])
+        catalog = catalog_of_run(run, depth or cfg.ranker_depth, max_k)
+        catalog.with_retired(retired_in(repo, catalog)).save(staging[fmt.RECOMMEND])
         fmt.write_shim(staging[fmt.RECOMMEND], fmt.RECOMMEND)
         fmt.share_recommend_files(staging)
         if fmt.USER_TOWER in staging:
             _export_standalone(run, staging, result)
     result.removed_versions = fmt.prune_versions(repo, keep_versions)
     return result
+
+
+def retired_in(repo: Path, catalog: fmt.Catalog) -> list[int]:
+    """Indices in `catalog` of the items the repository's latest version has
+    retired: retiring outlives the next export into the same repository."""
+    versions = fmt.versions_of(repo, fmt.RECOMMEND)
+    if not versions:
+        return []
+    latest = fmt.Catalog.load(repo / fmt.RECOMMEND / str(versions[-1]))
+    found = [catalog.ids.index_of(i) for i in latest.ids.external(latest.retired)]
+    return [i for i in found if i is not None]
 
 
 def derive_version(repository: Path, edit: Callable[[dict[str, Path], dict[str, Path]], None],

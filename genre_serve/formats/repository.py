@@ -310,16 +310,30 @@ class Catalog:
     recent_popularity_days: float
     dataset: str | None = None
     titles: list[str] | None = None
+    # Indices of retired items (`genre-serve retire-items`): in the catalog, so
+    # that histories naming them still read, but never recommended.
+    retired: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
     def of(cls, ids: Sequence[str], popularity: np.ndarray, **settings: Any) -> Catalog:
         return cls(ItemIds.of(ids), np.asarray(popularity, np.float32), **settings)
 
+    def exclusions(self, history: np.ndarray) -> np.ndarray:
+        """What one request must never be answered with: its history and the retired items, sorted."""
+        return np.unique(np.concatenate([np.asarray(history, np.int64), self.retired]))
+
+    def with_retired(self, indices: Sequence[int]) -> Catalog:
+        return dataclasses.replace(self, retired=np.unique(np.concatenate([self.retired, np.asarray(
+            indices, np.int64)])))
+
     @functools.cached_property
     def popular_order(self) -> np.ndarray:
-        """The max_k most popular items, most popular first (ties: catalog order)."""
-        pop = np.asarray(self.popularity)
-        n = min(self.max_k, pop.size)
+        """The max_k most popular items, most popular first (ties: catalog order), none retired."""
+        pop = np.asarray(self.popularity, np.float64).copy()
+        pop[self.retired] = -np.inf
+        n = min(self.max_k, pop.size - self.retired.size)
+        if n <= 0:
+            return np.zeros(0, np.int64)
         if n < pop.size:
             top = np.argpartition(-pop, n - 1)[:n]
             threshold = pop[top].min()
@@ -346,7 +360,7 @@ class Catalog:
             "scenarios": self.scenarios, "max_history": self.max_history, "depth": self.depth,
             "max_k": self.max_k, "cf_dim": self.cf_dim, "ct_dim": self.ct_dim,
             "recent_popularity_days": self.recent_popularity_days, "dataset": self.dataset,
-            "num_items": len(self.ids),
+            "num_items": len(self.ids), "retired": [int(i) for i in self.retired],
         }, indent=2)
 
     @classmethod
@@ -358,6 +372,7 @@ class Catalog:
             max_k=int(meta["max_k"]), cf_dim=int(meta["cf_dim"]), ct_dim=int(meta["ct_dim"]),
             recent_popularity_days=float(meta["recent_popularity_days"]), dataset=meta.get("dataset"),
             titles=_read_json(version_dir / CATALOG_JSON)["titles"] if titles else None,
+            retired=np.asarray(meta.get("retired", []), np.int64),
         )
 
 

@@ -166,7 +166,7 @@ def answer(catalog: Catalog, req: Request, user_vectors: Callable[[Request], Use
         return cold_answer(catalog, req.k)
     users = user_vectors(req)
     alpha = np.asarray([[req.alpha]] if req.alpha is not None else users.alpha, np.float32).reshape(1, 1)
-    found = candidates(users.u_cf, users.u_ct, alpha, np.unique(req.known), req.retrieval_depth(catalog))
+    found = candidates(users.u_cf, users.u_ct, alpha, catalog.exclusions(req.known), req.retrieval_depth(catalog))
     if found.indices.size == 0:  # the history covers the whole catalog
         return [], np.zeros(0, np.float32)
     return final_order(catalog, found.indices, np.asarray(rank(found.features)).reshape(-1), req.k)

@@ -111,8 +111,8 @@ class VersionRecommender:
         u_cf, u_ct, alpha = self._encode(requests)
         t1 = time.perf_counter()
         depths = [r.retrieval_depth(self.catalog) for r in requests]
-        idx, scores = self.tables.topk(u_cf, u_ct, alpha, [np.unique(r.known) for r in requests], max(depths),
-                                       self.kernel_threads)
+        excludes = [self.catalog.exclusions(r.known) for r in requests]
+        idx, scores = self.tables.topk(u_cf, u_ct, alpha, excludes, max(depths), self.kernel_threads)
         for b, depth in enumerate(depths):  # each user's own depth: the prefix of the sorted top-max
             idx[b, depth:], scores[b, depth:] = -1, -np.inf
         t2 = time.perf_counter()

@@ -51,6 +51,7 @@ from genre_serve.evaluation.metrics import bootstrap_ci, ndcg_gains
 from genre_serve.formats.run_dir import Run, load_run, save_run
 from genre_serve.formats.update_report import REPORT_FILE, UpdateSettings
 from genre_serve.models.genre import GenreModel
+from genre_serve.models.recent_popularity import RecentPopularity
 from genre_serve.models.sequence import training_windows
 from genre_serve.train.trainer import (
     SequenceTargets,
@@ -272,15 +273,36 @@ def build_sequences(run: Run, known: pd.DataFrame, events: pd.DataFrame, new_ite
                      cols["part"])
 
 
-def gate_requests(seqs: Sequences) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Every slice event as a request: (the user's items before it, its scenario, the item)."""
-    hist, scen, target = [], [], []
-    for items, scens, parts in zip(seqs.item, seqs.scenario, seqs.part):
+@dataclass
+class Requests:
+    """Next-item requests: per event, the user's items before it, its scenario, the item, its time."""
+
+    histories: list[np.ndarray]
+    scenarios: np.ndarray
+    targets: np.ndarray
+    times: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def gate_requests(seqs: Sequences) -> Requests:
+    """Every slice event as a request."""
+    hist, scen, target, when = [], [], [], []
+    for items, scens, times, parts in zip(seqs.item, seqs.scenario, seqs.time, seqs.part):
         for t in np.flatnonzero(parts == 2):
             hist.append(items[:t])
             scen.append(scens[t])
             target.append(items[t])
-    return hist, np.array(scen, np.int64), np.array(target, np.int64)
+            when.append(times[t])
+    return Requests(hist, np.array(scen, np.int64), np.array(target, np.int64), np.array(when, np.int64))
+
+
+def past_popularity(seqs: Sequences, days: float) -> RecentPopularity | None:
+    """Recent popularity at any time from every interaction before it (run, log and slice)."""
+    if days <= 0:
+        return None
+    return RecentPopularity(np.concatenate(seqs.item), np.concatenate(seqs.time), len(seqs.items), days)
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -412,30 +434,40 @@ def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[i
 
 
 @torch.no_grad()
-def event_gains(model: GenreModel, histories: list[np.ndarray], scenarios: np.ndarray, targets: np.ndarray,
-                depth: int, batch: int = 1024) -> np.ndarray:
-    """NDCG@10 of each request under the served pipeline. Items beyond the
-    model's catalog (added after it) are dropped from histories and count as
-    misses as targets: that model could never recommend them."""
+def event_gains(model: GenreModel, requests: Requests, depth: int, popularity: RecentPopularity | None = None,
+                batch: int = 1024) -> np.ndarray:
+    """NDCG@10 of each request under the served pipeline, with recent
+    popularity as of the request's time from `popularity` (what
+    refresh-popularity keeps a served snapshot at; None: the model's own
+    snapshot). Items beyond the model's catalog (added after it) are dropped
+    from histories and count as misses as targets: that model could never
+    recommend them."""
     n = model.items.num_items
-    gains = np.zeros(len(targets))
-    known = np.flatnonzero(targets < n)
+    gains = np.zeros(len(requests))
+    known = np.flatnonzero(requests.targets < n)
+    use_popularity = popularity is not None and model.cfg.recent_popularity
     for s in range(0, known.size, batch):
         rows = known[s : s + batch]
-        hist = [h[h < n] for h in (histories[i] for i in rows)]
-        ranks, _ = ranked_pipeline_ranks(model, hist, scenarios[rows], targets[rows], depth)
+        hist = [h[h < n] for h in (requests.histories[i] for i in rows)]
+        recent = popularity.at(requests.times[rows])[:, :n] if use_popularity else None
+        ranks, _ = ranked_pipeline_ranks(model, hist, requests.scenarios[rows], requests.targets[rows], depth,
+                                         recent_popularity=recent)
         gains[rows] = ndcg_gains(ranks, 10)
     return gains
 
 
 def judge(parent: GenreModel, candidate: GenreModel, seqs: Sequences, depth: int,
           settings: UpdateSettings) -> Gate:
-    hist, scen, target = gate_requests(seqs)
-    before = event_gains(parent, hist, scen, target, depth)
-    after = event_gains(candidate, hist, scen, target, depth)
+    """Both models on every slice event, recent popularity read at each
+    event's time for both (the snapshot a model was exported with is a
+    matter of when popularity was last refreshed, not of the model)."""
+    requests = gate_requests(seqs)
+    popularity = past_popularity(seqs, max(parent.cfg.recent_popularity_days, candidate.cfg.recent_popularity_days))
+    before = event_gains(parent, requests, depth, popularity)
+    after = event_gains(candidate, requests, depth, popularity)
     reps, seed = settings.bootstrap_reps, settings.seed
     p, c = float(before.mean()), float(after.mean())
-    return Gate(events=int(target.size), parent_ndcg=p, candidate_ndcg=c,
+    return Gate(events=len(requests), parent_ndcg=p, candidate_ndcg=c,
                 parent_interval=bootstrap_ci(before, reps=reps, seed=seed),
                 candidate_interval=bootstrap_ci(after, reps=reps, seed=seed),
                 ratio_interval=bootstrap_ci(after, before, reps=reps, seed=seed),

@@ -45,3 +45,32 @@ def test_added_items_are_served_after_a_rollout_without_failed_requests(reposito
         assert {"new-1", "new-2"} <= ids and len(ids) == catalog_size + 2
         # The new items are known ids now: inside a history they count (excluded from the answer).
         assert "new-1" not in {r.item_id for r in client.recommend(["new-1", "i1"], 10**6)}
+
+
+def test_retired_items_are_never_served_and_stay_retired_across_exports(repository, trained_run, tmp_path):
+    from genre_serve.export.add_items import retire_items
+    from genre_serve.export.repository import export_run
+    from genre_serve.formats import repository as fmt
+
+    repo = tmp_path / "repo"
+    shutil.copytree(repository, repo)
+    with TritonServer(repo) as server, GenreClient(server.http_url, timeout_s=30) as client:
+        everything = [r.item_id for r in client.recommend(["i1", "i2"], 10**6)]
+        cold = [r.item_id for r in client.recommend([], 10)]
+        gone = {everything[0], everything[5], cold[0]}
+        _, version, count = retire_items(repo, sorted(gone))
+        assert count == len(gone)
+        load_latest(server.http_url, control_key=server.control_key)
+        served, served_version = client.recommend_versioned(["i1", "i2"], 10**6)
+        assert served_version == version
+        ids = [r.item_id for r in served]
+        assert not gone & set(ids) and len(ids) == len(everything) - len(gone)
+        assert cold[0] not in {r.item_id for r in client.recommend([], 10)}  # cold users too
+        for answer in client.recommend_many([["i1", "i2"], []], 10**6, batched=True):  # the batched entry point
+            assert answer and not gone & {r.item_id for r in answer}
+        # A retired item in a history still reads as history (it is in the catalog).
+        assert len(client.recommend([next(iter(gone))], 10)) == 10
+    # The next export of a run into this repository keeps them retired.
+    export_run(trained_run, repo)
+    latest = fmt.Catalog.load(repo / fmt.RECOMMEND / str(fmt.latest_version(repo)))
+    assert set(latest.ids.external(latest.retired)) == gone
