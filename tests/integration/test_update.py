@@ -96,6 +96,22 @@ def test_the_gate_rejects_a_candidate_trained_on_shuffled_targets_and_it_is_neve
     assert not (tmp_path / "repo").exists()
 
 
+def test_the_sdk_feedback_log_is_what_update_reads_and_late_events_are_counted(history, tmp_path):
+    from genre_serve.client.feedback import FeedbackLog
+
+    run, _, events = history
+    newest = int(np.concatenate(load_run(run).split.train_times).max())
+    rows = events.iloc[:300]
+    feedback = FeedbackLog(tmp_path / "feedback")
+    feedback.log_many((r.user_id, r.item_id, "click", r.scenario, int(r.timestamp), 1)
+                      for r in rows.iloc[:-1].itertuples())
+    last = rows.iloc[-1]
+    feedback.log(last.user_id, last.item_id, "click", last.scenario, timestamp=newest - 3600, version=1)  # late
+    report = update(run, tmp_path / "feedback", tmp_path / "cand", settings=FAST, progress=False).report["log"]
+    assert report["rows_read"] == len(rows) and report["events"] == len(rows) and report["late_events"] >= 1
+    assert len(report["files"]["files"]) >= 1 and report["dropped"] == {}
+
+
 def test_bad_logs_get_clear_errors_and_malformed_rows_are_counted(history, tmp_path):
     run, log, events = history
     rows = events.iloc[:400]
