@@ -12,8 +12,8 @@ that window a next-item prediction from everything the user did before it
                (the gate's verdict decides what is served next)
   update+slice the same with --refit-on-slice (the gate's slice trained on after promotion)
 
-with the wall time of each (the update's including its gate). Round 1's
-rollout runs under load: a real tritonserver serves the first model while
+with the wall time of each (the update's including its gate). The first
+promoted update's rollout runs under load: a real tritonserver serves its parent while
 closed-loop clients ask it, the update is exported and loaded, and every
 request is counted. Prints a table and writes JSON (and a PNG with --plot).
 
@@ -129,6 +129,7 @@ def main() -> int:
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path)
     p.add_argument("--no-load", action="store_true", help="skip the rollout under load")
+    p.add_argument("--rounds", type=int, default=3, choices=[1, 2, 3])
     args = p.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +145,7 @@ def main() -> int:
     t_first = timed_train(prefix_dataset(ds, order, cuts[0]), cfg, first)
     rounds, parents = [], {"update": first, "update+slice": first}
     load = None
-    for r in range(1, 4):
+    for r in range(1, args.rounds + 1):
         consumed, scored = (cuts[r - 1], cuts[r]), (cuts[r], cuts[r + 1])
         requests = window_requests(ds, order, *scored)
         log = out / f"log_{r}" / "events.csv"
@@ -156,8 +157,9 @@ def main() -> int:
         row["retrain"] = {"ndcg@10": score(retrain, requests, popularity), "seconds": seconds}
         for variant, slice_refit in (("update", False), ("update+slice", True)):
             cand = out / f"{variant.replace('+', '_')}_{r}"
+            serving = parents[variant]
             t0 = time.perf_counter()
-            result = update(parents[variant], log, cand, settings=UpdateSettings(seed=args.seed,
+            result = update(serving, log, cand, settings=UpdateSettings(seed=args.seed,
                                                                                  refit_on_slice=slice_refit),
                             progress=False)
             seconds = time.perf_counter() - t0
@@ -166,8 +168,8 @@ def main() -> int:
                             "verdict": result.gate.as_dict()["verdict"], "gate": result.gate.as_dict()}
             if result.promoted:
                 parents[variant] = cand
-            if variant == "update" and r == 1 and not args.no_load and result.promoted:
-                load = rollout_under_load(first, cand, requests, out)
+            if variant == "update" and load is None and not args.no_load and result.promoted:
+                load = dict(rollout_under_load(serving, cand, requests, out), round=r)
         for variant in ("update", "update+slice"):
             row[variant]["of_retrain_ndcg"] = row[variant]["ndcg@10"] / row["retrain"]["ndcg@10"]
             row[variant]["of_retrain_time"] = row[variant]["seconds"] / row["retrain"]["seconds"]
@@ -183,7 +185,7 @@ def main() -> int:
               f"{u['of_retrain_ndcg']:>8.3f} {row['retrain']['seconds']:>6.0f}s {u['seconds']:>5.0f}s "
               f"{u['of_retrain_time']:>7.3f} {u['verdict']}")
     if load:
-        print(f"rollout under load (round 1): {load['requests']} requests, {load['failed']} failed, "
+        print(f"rollout under load (round {load['round']}): {load['requests']} requests, {load['failed']} failed, "
               f"versions answered {load['versions_seen']}")
     doc = {"dataset": "movielens-small", "seed": args.seed, "first_model_seconds": t_first, "rounds": rounds,
            "rollout_under_load": load, "settings": dataclasses.asdict(UpdateSettings(seed=args.seed)),

@@ -41,6 +41,8 @@ def register(commands: Subparsers) -> None:
     u.add_argument("--replay", type=float, default=d.replay,
                    help="users without new events replayed per user with new events, against forgetting "
                         "(default: %(default)s)")
+    u.add_argument("--ranker-epochs", type=int, default=d.ranker_epochs,
+                   help="also fine-tune the ranker this many epochs (default: %(default)s, the run's ranker)")
     u.add_argument("--refit-on-slice", action="store_true",
                    help="once promoted, fine-tune again with the gate slice included (what is exported)")
     u.add_argument("--seed", type=int, default=d.seed)
@@ -71,7 +73,8 @@ def cmd_update(args) -> int:
     if args.url and not args.model_repository:
         raise UsageError("--url goes with --model-repository (the repository the servers load from)")
     settings = UpdateSettings(holdout_fraction=args.holdout_fraction, max_regression=args.max_regression,
-                              epochs=args.epochs, replay=args.replay, refit_on_slice=args.refit_on_slice,
+                              epochs=args.epochs, replay=args.replay, ranker_epochs=args.ranker_epochs,
+                              refit_on_slice=args.refit_on_slice,
                               seed=args.seed)
     try:
         settings.check()

@@ -23,9 +23,10 @@ class UpdateSettings:
     epochs: int = 2  # fine-tuning epochs over the updated and replayed users
     lr_scale: float = 0.5  # of the run's learning rates
     replay: float = 1.0  # users without new events replayed per user with new events
-    ranker_epochs: int = 1
+    ranker_epochs: int = 0  # 0: the parent's ranker (fine-tuning it measured worse on the gate, RESULTS.md)
     ignore_events: tuple[str, ...] = IGNORED_EVENTS
     refit_on_slice: bool = False  # after promotion, fine-tune once more with the slice in
+    fold_in: bool = True  # items gaining their first interactions start from their neighbours' CF rows
     bootstrap_reps: int = 1000
     seed: int = 0
 

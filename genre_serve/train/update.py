@@ -21,8 +21,14 @@ older history. CF rows change only for the items those windows hold (the
 rows touched); the rest of the catalog keeps the parent's vectors. The
 fusion (alpha per scenario, recent-popularity weight, new-item bias) stays
 the parent's calibrated one: it is fitted on held-out interactions, and the
-ones an update holds out are the gate's. The ranker is fine-tuned on the
-updated and replayed users' most recent positions.
+ones an update holds out are the gate's. The ranker stays the parent's by
+default: fine-tuned on the updated and replayed users' most recent positions
+(`ranker_epochs`), it scored lower on the gate slice (benchmarks/RESULTS.md).
+
+Items gaining their first interactions in the log (zero CF row until then)
+start from their neighbours' CF rows (fold_in_new_rows): fine-tuning moves
+CF rows at the slow CF rate, and a row left near zero takes such an item off
+the content rule that served it without lending it any CF signal.
 """
 
 from __future__ import annotations
@@ -326,6 +332,41 @@ def grown_model(parent: GenreModel, new_text: np.ndarray) -> GenreModel:
     return model
 
 
+@torch.no_grad()
+def fold_in_new_rows(model: GenreModel, split: Split, context: int = 10) -> int:
+    """Items without CF signal (zero CF row: unseen by the parent, or new)
+    that the update's data has interactions with start from the average CF
+    row (and bias) of the items their users had just before choosing them.
+    Fine-tuning moves CF rows slowly (cf_lr_scale): started at zero, such
+    rows stay near zero, which scores them below the content rule they were
+    served by until then. Returns how many rows were folded in."""
+    cf = model.items.cf.weight
+    bias = model.items.bias.weight if model.items.bias is not None else None
+    has_cf = cf[1:].abs().sum(1) > 0
+    sums = torch.zeros_like(cf[1:])
+    bias_sums = torch.zeros(cf.shape[0] - 1)
+    counts = torch.zeros(cf.shape[0] - 1)
+    for items in split.train_items:
+        if len(items) < 2:
+            continue
+        seq = torch.from_numpy(np.asarray(items, np.int64))
+        for t in torch.nonzero(~has_cf[seq[1:]]).flatten().tolist():
+            before = seq[max(0, t + 1 - context) : t + 1]
+            before = before[has_cf[before]]
+            if before.numel() == 0:
+                continue
+            target = int(seq[t + 1])
+            sums[target] += cf[1:][before].mean(0)
+            if bias is not None:
+                bias_sums[target] += bias[1:][before, 0].mean()
+            counts[target] += 1
+    folded = torch.nonzero(counts > 0).flatten()
+    cf[folded + 1] = sums[folded] / counts[folded, None]
+    if bias is not None:
+        bias[folded + 1, 0] = bias_sums[folded] / counts[folded]
+    return int(folded.numel())
+
+
 def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, replayed: np.ndarray,
                         cfg: TrainConfig, settings: UpdateSettings, progress: bool) -> list[dict]:
     """Fine-tunes the user encoder, the content tower and the CF rows of the
@@ -415,6 +456,7 @@ def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[i
     n_replay = min(others.size, int(round(settings.replay * updated.size)))
     replayed = np.sort(rng.choice(others, n_replay, replace=False)) if n_replay else np.zeros(0, np.int64)
     t0 = time.time()
+    folded = fold_in_new_rows(model, split) if settings.fold_in else 0
     retrieval = fine_tune_retrieval(model, split, updated, replayed, cfg, settings, progress)
     zero_cf_of_unseen_items(model, split)
     set_served_recent_popularity(model, split)
@@ -427,6 +469,7 @@ def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[i
                               fixed_epochs=settings.ranker_epochs)
     model.eval()
     return model, split, {"updated_users": int(updated.size), "replayed_users": int(replayed.size),
+                          "folded_in_items": folded,
                           "retrieval_history": retrieval, "ranker_history": ranker, "seconds": time.time() - t0}
 
 
@@ -494,9 +537,12 @@ def update(run_dir: str | Path, log: str | Path, out: str | Path, items: str | P
            make_worse: bool = False) -> UpdateResult:
     """Reads the log, fine-tunes the candidate, gates it against the run and
     writes the candidate's run directory (promoted or not) with its report.
-    `make_worse`: the candidate trains on shuffled targets (what the gate
-    must reject; for tests and the benchmark)."""
+    `make_worse`: the candidate's encoder and ranker train on the log with
+    random items in place of the real ones (what the gate must reject; for
+    tests)."""
     settings = settings or UpdateSettings()
+    if make_worse:
+        settings = dataclasses.replace(settings, ranker_epochs=max(1, settings.ranker_epochs))
     settings.check()
     t0 = time.time()
     parent = load_run(run_dir)

@@ -86,7 +86,9 @@ def _held_out(run) -> int:
 
 def test_the_gate_rejects_a_candidate_trained_on_shuffled_targets_and_it_is_never_exported(history, tmp_path):
     run, log, _ = history
-    result = update(run, log, tmp_path / "worse", settings=FAST, progress=False, make_worse=True)
+    # Shuffled targets, trained on hard enough (4 epochs at the run's full rate, the ranker too) to do harm.
+    harder = UpdateSettings(bootstrap_reps=200, epochs=4, lr_scale=1.0)
+    result = update(run, log, tmp_path / "worse", settings=harder, progress=False, make_worse=True)
     assert not result.promoted
     assert result.gate.candidate_ndcg < result.gate.parent_ndcg * 0.98
     assert json.loads((tmp_path / "worse" / REPORT_FILE).read_text())["gate"]["verdict"] == "rejected"
