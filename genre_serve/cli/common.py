@@ -69,3 +69,20 @@ def roll_out(urls: str | list[str] | None, version: int, repository=None) -> Non
     for url in [urls] if isinstance(urls, str) else (urls or []):
         load_latest(url, control_key=control_key_of(repository))
         print(f"server at {url} now serves version {version}")
+
+
+def add_keep_versions(p) -> None:
+    """The flags of every command that writes a version: how many to keep, how long to wait for another writer."""
+    from genre_serve.formats import repository as fmt
+
+    p.add_argument("--keep-versions", type=int, default=fmt.DEFAULT_KEEP_VERSIONS,
+                   help="versions kept on disk (default: %(default)s)")
+    p.add_argument("--lock-timeout-s", type=float, default=fmt.DEFAULT_LOCK_TIMEOUT_S,
+                   help="wait this long for another command writing the same repository (0: fail at once; "
+                        "default: %(default)s)")
+
+
+def add_url(p) -> None:
+    p.add_argument("--url", action="append",
+                   help="also load the new version into the server at this HTTP URL (repeat for several replicas: "
+                        "loaded one after another)")

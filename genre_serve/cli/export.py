@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genre_serve.cli.common import EXIT_OK, Subparsers, roll_out
+from genre_serve.cli.common import EXIT_OK, Subparsers, add_keep_versions, add_url, roll_out
 from genre_serve.errors import UsageError
 from genre_serve.export.serving_config import ServingConfig
 from genre_serve.formats.repository import (
-    DEFAULT_KEEP_VERSIONS,
-    DEFAULT_LOCK_TIMEOUT_S,
     DEFAULT_MAX_K,
     DEFAULT_NEW_ITEMS,
     NEW_ITEM_RULES,
@@ -24,7 +22,7 @@ def register(commands: Subparsers) -> None:
     x.add_argument("run_dir", type=Path)
     x.add_argument("--model-repository", type=Path, required=True)
     x.add_argument("--version", type=int, help="version number (default: the next one)")
-    _add_keep_versions(x)
+    add_keep_versions(x)
     x.add_argument("--max-batch-size", type=int, default=SERVING.max_batch_size)
     x.add_argument("--max-queue-delay-us", type=int, default=SERVING.max_queue_delay_us)
     x.add_argument("--instances", type=int, default=SERVING.instances,
@@ -57,14 +55,14 @@ def register(commands: Subparsers) -> None:
     x.add_argument("--queue-timeout-us", type=int, default=SERVING.queue_timeout_us,
                    help="reject requests still waiting after this long (0: no limit)")
     x.add_argument("--gpu", action="store_true", help="instance groups KIND_GPU (for the NGC container on GPU hosts)")
-    _add_url(x)
+    add_url(x)
     x.set_defaults(handler=cmd_export)
 
     a = commands.add_parser("add-items", help="embed new items' texts and add them as a new version")
     _add_target(a)
     a.add_argument("--items", type=Path, required=True, help="CSV/Parquet: item_id,title[,text,tags]")
-    _add_keep_versions(a)
-    _add_url(a)
+    add_keep_versions(a)
+    add_url(a)
     a.set_defaults(handler=cmd_add_items)
 
     t = commands.add_parser("retire-items", help="never recommend these items again, as a new version")
@@ -72,8 +70,8 @@ def register(commands: Subparsers) -> None:
     ids = t.add_mutually_exclusive_group(required=True)
     ids.add_argument("--ids", help="item ids, comma separated")
     ids.add_argument("--items", type=Path, help="a CSV/Parquet file with an item_id column, or one id per line")
-    _add_keep_versions(t)
-    _add_url(t)
+    add_keep_versions(t)
+    add_url(t)
     t.set_defaults(handler=cmd_retire_items)
 
     r = commands.add_parser("refresh-popularity",
@@ -82,28 +80,13 @@ def register(commands: Subparsers) -> None:
     r.add_argument("--interactions", type=Path, required=True, help="CSV/Parquet: user_id,item_id,timestamp")
     r.add_argument("--at", help="the time to count back from (seconds or a date; default: just after the log's "
                                 "newest interaction)")
-    _add_keep_versions(r)
-    _add_url(r)
+    add_keep_versions(r)
+    add_url(r)
     r.set_defaults(handler=cmd_refresh_popularity)
 
 
 def _add_target(p) -> None:
     p.add_argument("target", type=Path, help="a model repository, or a run directory with model_repository/")
-
-
-def _add_keep_versions(p) -> None:
-    """The flags of every command that writes a version: how many to keep, how long to wait for another writer."""
-    p.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS,
-                   help="versions kept on disk (default: %(default)s)")
-    p.add_argument("--lock-timeout-s", type=float, default=DEFAULT_LOCK_TIMEOUT_S,
-                   help="wait this long for another command writing the same repository (0: fail at once; "
-                        "default: %(default)s)")
-
-
-def _add_url(p) -> None:
-    p.add_argument("--url", action="append",
-                   help="also load the new version into the server at this HTTP URL (repeat for several replicas: "
-                        "loaded one after another)")
 
 
 def cmd_export(args) -> int:

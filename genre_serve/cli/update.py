@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from genre_serve.cli.common import EXIT_OK, Subparsers, roll_out
-from genre_serve.cli.export import _add_keep_versions, _add_url
+from genre_serve.cli.common import EXIT_OK, Subparsers, add_keep_versions, add_url, roll_out
 from genre_serve.errors import UsageError
 
 EXIT_REJECTED = 3  # the gate rejected the candidate: nothing was exported
@@ -48,8 +47,8 @@ def register(commands: Subparsers) -> None:
     u.add_argument("--seed", type=int, default=d.seed)
     u.add_argument("--model-repository", type=Path,
                    help="export a promoted candidate here as a new version")
-    _add_url(u)
-    _add_keep_versions(u)
+    add_url(u)
+    add_keep_versions(u)
     u.add_argument("--dry-run", action="store_true", help="evaluate and report; export nothing")
     u.add_argument("--report", type=Path, help="also write the JSON report here (it is always in --out)")
     u.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -58,8 +57,8 @@ def register(commands: Subparsers) -> None:
     r = commands.add_parser("rollback", help="serve a kept earlier version again (as a new version)")
     r.add_argument("target", type=Path, help="a model repository, or a run directory with model_repository/")
     r.add_argument("--to", type=int, required=True, metavar="VERSION", help="the version to put back")
-    _add_url(r)
-    _add_keep_versions(r)
+    add_url(r)
+    add_keep_versions(r)
     r.set_defaults(handler=cmd_rollback)
 
 

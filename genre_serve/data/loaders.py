@@ -122,7 +122,7 @@ def read_new_items(path: str | Path, known: set[str], skip_known: bool = False,
                    ) -> tuple[list[str], list[str], list[str]]:
     """Items to add to a catalog (add-items, update --items): ids, titles and
     the texts the encoder sees. Ids already in `known` are an error, or
-    (`skip_known`: a whole catalog given) left out."""
+    (`skip_known`: a whole catalog given) left out; then none may be new."""
     df = read_table(path, "items")
     for col in ("item_id", "title"):
         if col not in df.columns:
@@ -135,7 +135,7 @@ def read_new_items(path: str | Path, known: set[str], skip_known: bool = False,
         df, already = df[~df["item_id"].isin(known)], []
     if already:
         raise DataError(f"items: {len(already)} id(s) already in the catalog, e.g. {already[0]!r}")
-    if df.empty:
+    if df.empty and not skip_known:
         raise DataError("items: no new item")
     tags = df["tags"] if "tags" in df.columns else [""] * len(df)
     text = df["text"] if "text" in df.columns else [""] * len(df)

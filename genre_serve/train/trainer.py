@@ -81,11 +81,13 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def training_positions(split: Split, per_user: int, skip_last: int = 0, first: int = 1):
+def training_positions(split: Split, per_user: int, skip_last: int = 0, first: int = 1, only=None):
     """(user, position) pairs: predict train_items[u][t] from the items before it;
-    the `per_user` most recent positions of each user, the last `skip_last` left out."""
+    the `per_user` most recent positions of each user (or of the users `only`),
+    the last `skip_last` left out."""
     users, positions = [], []
-    for u, items in enumerate(split.train_items):
+    for u in range(split.num_users) if only is None else only:
+        items = split.train_items[u]
         end = max(first, len(items) - skip_last)
         t = np.arange(max(first, end - per_user), end)
         users.append(np.full(t.size, u))

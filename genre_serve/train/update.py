@@ -67,6 +67,7 @@ from genre_serve.train.trainer import (
     sequence_retrieval_loss,
     set_served_recent_popularity,
     train_ranker,
+    training_positions,
     zero_cf_of_unseen_items,
 )
 
@@ -401,7 +402,7 @@ def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, re
             rows = np.flatnonzero(ends >= 2)
             batch = cfg.sequence_batch_size
         else:
-            pos_users, positions = _recent_positions(split, users, cfg.max_positions_per_user)
+            pos_users, positions = training_positions(split, cfg.max_positions_per_user, only=users)
             rows = np.arange(pos_users.size)
             batch = cfg.batch_size
         order = rng.permutation(rows)
@@ -429,17 +430,6 @@ def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, re
             tqdm.write(f"update epoch {epoch}/{settings.epochs}: loss {total / max(steps, 1):.4f}")
     model.eval()
     return history
-
-
-def _recent_positions(split: Split, users: np.ndarray, per_user: int) -> tuple[np.ndarray, np.ndarray]:
-    """(user, position) of each user's `per_user` most recent positions (attention encoder)."""
-    us, ps = [], []
-    for u in users:
-        n = len(split.train_items[u])
-        t = np.arange(max(1, n - per_user), n)
-        us.append(np.full(t.size, u))
-        ps.append(t)
-    return np.concatenate(us).astype(np.int64), np.concatenate(ps).astype(np.int64)
 
 
 def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[int, ...],
@@ -524,12 +514,7 @@ def read_new_item_file(items: str | Path | None, run: Run) -> tuple[list[str], l
     """The items of `items` the run's catalog lacks (ids, titles, texts); none without a file."""
     if items is None:
         return [], [], []
-    try:
-        return read_new_items(items, set(run.items.ids), skip_known=True)
-    except DataError as e:
-        if "no new item" in str(e):
-            return [], [], []
-        raise
+    return read_new_items(items, set(run.items.ids), skip_known=True)
 
 
 def update(run_dir: str | Path, log: str | Path, out: str | Path, items: str | Path | None = None,
