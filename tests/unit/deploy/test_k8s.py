@@ -1,9 +1,12 @@
 """deploy/k8s rendered offline with the kustomize of the kubectl installed here
 (v5), every core object validated against the Kubernetes 1.32 schemas
-(kubernetes-validate), and the settings that must agree with the rest of the
+(kubernetes-validate), every custom resource against its published CRD schema
+(vendored in crd_schemas/), and the settings that must agree with the rest of the
 project checked: probes on genre_serve's health endpoint, the drain inside the
 grace period, the entrypoint's command line, the autoscaler's metric."""
 
+import copy
+import gzip
 import json
 import re
 import shutil
@@ -20,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("cpu", "gpu", "object-storage")
 KUBECTL = shutil.which("kubectl")
+CRD_SCHEMAS = Path(__file__).with_name("crd_schemas")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="no kubectl here to render the kustomizations")
 
 
@@ -33,6 +37,41 @@ def render(overlay: str) -> list[dict]:
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr, done.stderr  # nothing deprecated in the kustomize we target
     return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def _strict(schema: dict) -> dict:
+    """A CRD schema that rejects unknown fields, as `kubectl apply --validate=strict`
+    (the API server prunes them silently otherwise: a misspelt field is lost, not
+    refused). Objects that list their properties get additionalProperties: false
+    unless the CRD keeps unknown fields (x-kubernetes-preserve-unknown-fields)."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def validate_custom_resource(doc: dict) -> None:
+    """Validate a custom resource against its vendored CRD schema (jsonschema: the
+    CRD's x-kubernetes-* keywords are ignored, the OpenAPI v3 subset is checked)."""
+    import jsonschema
+
+    group, version = doc["apiVersion"].split("/")
+    path = CRD_SCHEMAS / f"{group}_{version}_{doc['kind']}.json.gz"
+    assert path.exists(), f"no vendored schema for {doc['apiVersion']} {doc['kind']}: see crd_schemas/README.md"
+    schema = _strict(json.loads(gzip.decompress(path.read_bytes())))
+    schema["properties"]["metadata"] = {"type": "object"}  # the API server's ObjectMeta, not the CRD's
+    jsonschema.validate(doc, schema, cls=jsonschema.Draft4Validator)
 
 
 def _by_kind(docs: list[dict]) -> dict[str, dict]:
@@ -57,10 +96,32 @@ def test_every_core_object_of_every_overlay_is_valid_kubernetes(overlay):
     assert {d["kind"] for d in docs} == {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler",
                                          "PodMonitor"}
     for doc in docs:
-        if doc["apiVersion"].startswith("monitoring.coreos.com/"):  # a CRD: not in the core schemas
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):  # a custom resource: its CRD's schema
+            validate_custom_resource(doc)
             assert doc["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
             continue
         kubernetes_validate.validate(doc, "1.32", strict=True)
+
+
+def test_the_kserve_objects_are_valid_against_kserves_crds():
+    docs = [d for d in yaml.safe_load_all((K8S / "kserve" / "inferenceservice.yaml").read_text()) if d]
+    assert {d["kind"] for d in docs} == {"ServingRuntime", "InferenceService"}
+    for doc in docs:
+        validate_custom_resource(doc)
+
+
+def test_the_crd_check_refuses_a_misspelt_field_and_a_wrong_type():
+    import jsonschema
+
+    (service,) = [d for d in yaml.safe_load_all((K8S / "kserve" / "inferenceservice.yaml").read_text())
+                  if d and d["kind"] == "InferenceService"]
+    misspelt = copy.deepcopy(service)
+    misspelt["spec"]["predictor"]["minReplica"] = misspelt["spec"]["predictor"].pop("minReplicas")
+    wrong_type = copy.deepcopy(service)
+    wrong_type["spec"]["predictor"]["minReplicas"] = "two"
+    for bad in (misspelt, wrong_type):
+        with pytest.raises(jsonschema.ValidationError):
+            validate_custom_resource(bad)
 
 
 @needs_kubectl
