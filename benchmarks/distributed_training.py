@@ -11,6 +11,10 @@ single-process mean. Prints a table and writes JSON.
 
     python benchmarks/distributed_training.py --seeds 0 1 2 --out runs/ddp \\
         --json benchmarks/results/distributed_training.json
+
+--merge EARLIER.json adds an earlier run's rows for seeds not run this time
+(a seed takes about 16 minutes here, so seeds can be run in separate sittings);
+each row keeps the date it was measured.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ def main() -> int:
     p.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     p.add_argument("--out", type=Path, default=Path("runs/ddp"))
     p.add_argument("--json", type=Path)
+    p.add_argument("--merge", type=Path, help="an earlier JSON of this script: its rows for other seeds join these")
     args = p.parse_args()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -60,10 +65,16 @@ def main() -> int:
         for nproc in args.nproc:
             run_dir = args.out / f"seed{seed}_nproc{nproc}"
             wall = train_once(args.dataset, seed, nproc, run_dir)
-            rows.append({"seed": seed, "nproc": nproc, "command_seconds": wall, **selection_scores(run_dir)})
+            rows.append({"seed": seed, "nproc": nproc, "date": time.strftime("%Y-%m-%d"), "command_seconds": wall,
+                         **selection_scores(run_dir)})
             r = rows[-1]
             print(f"seed {seed} nproc {nproc}: {wall:.0f} s, valid {r['valid_ndcg@10']:.4f}, "
                   f"test {r['test_ndcg@10']:.4f}", flush=True)
+    if args.merge:
+        earlier = json.loads(args.merge.read_text())
+        rows += [{"date": earlier["date"], **r} for r in earlier["runs"]
+                 if r["seed"] not in args.seeds and r["nproc"] in args.nproc]
+        rows.sort(key=lambda r: (r["seed"], r["nproc"]))
     summary = {}
     for nproc in args.nproc:
         mine = [r for r in rows if r["nproc"] == nproc]
