@@ -8,11 +8,11 @@ version's openAPIV3Schema) and stored gzipped: the InferenceService CRD alone is
 
     python scripts/vendor_crd_schemas.py \\
         serving.kserve.io_inferenceservices.yaml serving.kserve.io_servingruntimes.yaml \\
-        monitoring.coreos.com_podmonitors.yaml --source "kserve@<commit>, prometheus-operator@<commit>"
+        monitoring.coreos.com_podmonitors.yaml
 
 (the CRDs are kserve's config/crd/full/ and prometheus-operator's
 example/prometheus-operator-crd/), then update the provenance table in
-tests/unit/deploy/crd_schemas/README.md.
+tests/unit/deploy/crd_schemas/README.md (which commit of each project).
 """
 
 from __future__ import annotations

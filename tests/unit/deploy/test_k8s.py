@@ -6,6 +6,7 @@ project checked: probes on genre_serve's health endpoint, the drain inside the
 grace period, the entrypoint's command line, the autoscaler's metric."""
 
 import copy
+import functools
 import gzip
 import json
 import re
@@ -39,25 +40,32 @@ def render(overlay: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
-def _strict(schema: dict) -> dict:
-    """A CRD schema that rejects unknown fields, as `kubectl apply --validate=strict`
+def _make_strict(schema: dict) -> None:
+    """Make a CRD schema reject unknown fields, as `kubectl apply --validate=strict`
     (the API server prunes them silently otherwise: a misspelt field is lost, not
     refused). Objects that list their properties get additionalProperties: false
     unless the CRD keeps unknown fields (x-kubernetes-preserve-unknown-fields)."""
-    schema = copy.deepcopy(schema)
+    if isinstance(schema, dict):
+        if ("properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            _make_strict(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _make_strict(value)
 
-    def walk(node):
-        if isinstance(node, dict):
-            if ("properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
-                node["additionalProperties"] = False
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
 
-    walk(schema)
+@functools.cache
+def _crd_schema(api_version: str, kind: str) -> dict:
+    """The vendored schema of a custom resource, strict, loaded once (the
+    InferenceService's is 621 KiB); validation only reads it."""
+    group, version = api_version.split("/")
+    path = CRD_SCHEMAS / f"{group}_{version}_{kind}.json.gz"  # scripts/vendor_crd_schemas.py's names
+    assert path.exists(), f"no vendored schema for {api_version} {kind}: see crd_schemas/README.md"
+    schema = json.loads(gzip.decompress(path.read_bytes()))
+    _make_strict(schema)
+    schema["properties"]["metadata"] = {"type": "object"}  # the API server's ObjectMeta, not the CRD's
     return schema
 
 
@@ -66,12 +74,11 @@ def validate_custom_resource(doc: dict) -> None:
     CRD's x-kubernetes-* keywords are ignored, the OpenAPI v3 subset is checked)."""
     import jsonschema
 
-    group, version = doc["apiVersion"].split("/")
-    path = CRD_SCHEMAS / f"{group}_{version}_{doc['kind']}.json.gz"
-    assert path.exists(), f"no vendored schema for {doc['apiVersion']} {doc['kind']}: see crd_schemas/README.md"
-    schema = _strict(json.loads(gzip.decompress(path.read_bytes())))
-    schema["properties"]["metadata"] = {"type": "object"}  # the API server's ObjectMeta, not the CRD's
-    jsonschema.validate(doc, schema, cls=jsonschema.Draft4Validator)
+    jsonschema.validate(doc, _crd_schema(doc["apiVersion"], doc["kind"]), cls=jsonschema.Draft4Validator)
+
+
+def kserve_docs() -> list[dict]:
+    return [d for d in yaml.safe_load_all((K8S / "kserve" / "inferenceservice.yaml").read_text()) if d]
 
 
 def _by_kind(docs: list[dict]) -> dict[str, dict]:
@@ -104,7 +111,7 @@ def test_every_core_object_of_every_overlay_is_valid_kubernetes(overlay):
 
 
 def test_the_kserve_objects_are_valid_against_kserves_crds():
-    docs = [d for d in yaml.safe_load_all((K8S / "kserve" / "inferenceservice.yaml").read_text()) if d]
+    docs = kserve_docs()
     assert {d["kind"] for d in docs} == {"ServingRuntime", "InferenceService"}
     for doc in docs:
         validate_custom_resource(doc)
@@ -113,8 +120,7 @@ def test_the_kserve_objects_are_valid_against_kserves_crds():
 def test_the_crd_check_refuses_a_misspelt_field_and_a_wrong_type():
     import jsonschema
 
-    (service,) = [d for d in yaml.safe_load_all((K8S / "kserve" / "inferenceservice.yaml").read_text())
-                  if d and d["kind"] == "InferenceService"]
+    service = _by_kind(kserve_docs())["InferenceService"]
     misspelt = copy.deepcopy(service)
     misspelt["spec"]["predictor"]["minReplica"] = misspelt["spec"]["predictor"].pop("minReplicas")
     wrong_type = copy.deepcopy(service)
@@ -174,8 +180,7 @@ def test_the_autoscaler_scales_on_the_metric_the_adapter_rule_makes():
 
 
 def test_the_kserve_runtime_runs_the_launcher_on_kserves_ports():
-    docs = [d for d in yaml.safe_load_all((K8S / "kserve" / "inferenceservice.yaml").read_text()) if d]
-    runtime, service = (_by_kind(docs)[k] for k in ("ServingRuntime", "InferenceService"))
+    runtime, service = (_by_kind(kserve_docs())[k] for k in ("ServingRuntime", "InferenceService"))
     (container,) = runtime["spec"]["containers"]
     args = build_parser().parse_args(_entrypoint()[1:] + container["args"])
     assert (args.http_port, args.grpc_port, str(args.model_repository)) == (8080, 9000, "/mnt/models")
