@@ -79,7 +79,8 @@ def fit_sasrec_plus(split, seed: int, grid: list[tuple[float, float]]) -> tuple[
     return best, tried
 
 
-def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict, reuse_peers: bool = False) -> dict:
+def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict, reuse_peers: bool = False,
+             reuse_run: bool = False) -> dict:
     from genre_serve.train.trainer import train
 
     cfg = dataclasses.replace(TrainConfig.from_dict(config), seed=seed, refit=False)
@@ -116,8 +117,11 @@ def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict
 
     run_dir = out / f"seed{seed}"
     t0 = time.time()
-    train(ds, cfg, run_dir, progress=True)
-    seconds["GENRE training"] = time.time() - t0
+    if reuse_run and (run_dir / "meta.json").exists() and load_run(run_dir).config == cfg:
+        seconds["GENRE training"] = load_run(run_dir).meta["seconds"]["total"]
+    else:
+        train(ds, cfg, run_dir, progress=True)
+        seconds["GENRE training"] = time.time() - t0
     report = evaluate_run(load_run(run_dir, weights="selection"), with_baselines=False, progress=False)
     methods = report.to_dict()["methods"]
     for name in ("fused", "fused + ranker"):
@@ -190,6 +194,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/quality"))
     ap.add_argument("--reuse-peers", action="store_true",
                     help="reuse the peers' per-user figures a previous run saved in --out (GENRE trains again)")
+    ap.add_argument("--reuse-run", action="store_true",
+                    help="reuse the GENRE run a previous run trained in --out when its configuration is the same")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/quality.json"))
     args = ap.parse_args()
     full_grid = list(itertools.product(args.dropouts, args.lrs))
@@ -197,7 +203,7 @@ def main() -> None:
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
         grid = full_grid if seed in args.grid_seeds or chosen is None else [chosen]
-        result = run_seed(seed, args.out, grid, args.config, args.reuse_peers)
+        result = run_seed(seed, args.out, grid, args.config, args.reuse_peers, args.reuse_run)
         tried = result["selection"]["SASRec+ grid"]
         best = max(tried, key=lambda t: t["valid_ndcg@10"])
         chosen = chosen if seed not in args.grid_seeds and chosen is not None else (best["dropout"], best["lr"])

@@ -14,7 +14,7 @@ from torch import nn
 
 from genre_serve.models.sequence import CausalTransformer, attend, attention_mask
 
-ENCODERS = ("transformer", "attention")
+ENCODERS = ("sasrec", "transformer", "attention")
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,16 @@ class ModelConfig:
     hidden: int = 128  # user encoder width
     # "attention": UserEncoder (attention pooling); "transformer":
     # SequenceUserEncoder (causal self-attention, trained at every position;
-    # configs/transformer.toml). The default is the one that measured better
-    # on validation (benchmarks/RESULTS.md, issue 14).
+    # configs/transformer.toml); "sasrec": TiedSequenceUserEncoder (the CF
+    # channel is SASRec+ itself: the CF table is the transformer's input and
+    # output; configs/sasrec.toml). The default is the one that measured
+    # better on validation (benchmarks/RESULTS.md, issue 14).
     encoder: str = "attention"
     blocks: int = 2  # transformer blocks
     heads: int = 1  # attention heads per block
     max_history: int = 50  # most recent items the user encoder reads
     short_len: int = 8  # items of the short-term window
+    content_window: int = 20  # "sasrec": the recent items whose mean content vector joins the content channel
     dropout: float = 0.2
     ranker_hidden: tuple[int, ...] = (128, 64)
     item_bias: bool = True  # a learned popularity bias per item, folded into the CF space
@@ -48,7 +51,12 @@ class ModelConfig:
     @property
     def sequential(self) -> bool:
         """Whether the user encoder trains at every position of a sequence at once."""
-        return self.encoder == "transformer"
+        return self.encoder in ("transformer", "sasrec")
+
+    @property
+    def tied(self) -> bool:
+        """Whether the CF item table is also the user encoder's input (SASRec+'s tied embeddings)."""
+        return self.encoder == "sasrec"
 
     @property
     def cf_dim(self) -> int:
@@ -241,6 +249,78 @@ class SequenceUserEncoder(nn.Module):
         return u_cf[:, 0], u_ct[:, 0]
 
 
+class TiedSequenceUserEncoder(nn.Module):
+    """GENRE's user encoder built around SASRec+ (issue 14): the CF channel is
+    the causal transformer over the history's CF rows, and its state is the
+    user's CF vector, scored against the same CF table (input and output
+    tied, the recipe that makes SASRec+ the sequential model to beat). What
+    GENRE adds enters as zero-initialised residuals, so that an untrained
+    addition leaves SASRec+ exactly and training keeps what helps:
+
+    * content: each history item's content vector, projected, added to its CF row;
+    * scenario: an embedding added to the state, and the gate's and the
+      short-term query's input (conditioning);
+    * short term: attention over the last `short_len` items, queried by the
+      long-term state (the transformer's), mixed in by a scenario-conditioned gate;
+    * the content channel: a head from the same state to the content space,
+      plus the mean content vector of the last `content_window` items,
+      scored against the item content vectors (cold items are served by it).
+
+    Width: the transformer runs at `dim` (the CF table's width), not `hidden`.
+    """
+
+    def __init__(self, cfg: ModelConfig, num_scenarios: int):
+        super().__init__()
+        d = cfg.dim
+        self.cfg = cfg
+        self.content_in = nn.Linear(d, d)
+        self.scenario = nn.Embedding(num_scenarios, d)
+        self.short_key = nn.Linear(d, d)
+        self.short_value = nn.Linear(d, d)
+        self.short_query = nn.Linear(2 * d, d)
+        self.gate = nn.Linear(2 * d, d)
+        for layer in (self.content_in, self.short_value):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        nn.init.zeros_(self.scenario.weight)
+        self.transformer = CausalTransformer(d, cfg.blocks, cfg.heads, cfg.dropout, cfg.max_history)
+        self.out_ct = nn.Linear(d, d)
+        if cfg.recent_popularity:
+            self.recent_popularity_weight = recent_popularity_weight(num_scenarios)
+
+    def out_cf(self, u: torch.Tensor) -> torch.Tensor:
+        return u  # tied: the state is the CF vector
+
+    def sequence(self, hist_cf, hist_ct, mask, scenario, last_only: bool = False):
+        """User vectors at every position [B, L, d] (`last_only`: the last, [B, 1, d]).
+        `scenario` [B, L]: the scenario each position answers."""
+        d = self.cfg.dim
+        # The CF row without its bias and recent-popularity columns: the tied part.
+        x = hist_cf[..., :d] + self.content_in(hist_ct)
+        long = self.transformer(x, mask)
+        allowed = attention_mask(mask, self.cfg.short_len)
+        if last_only:
+            long, scenario, allowed = long[:, -1:], scenario[:, -1:], allowed[:, -1:]
+        # The scenario enters after the transformer, as in SequenceUserEncoder: in
+        # training each position answers a request of its own scenario.
+        s = self.scenario(scenario)
+        q = self.short_query(torch.cat([long, s], -1))
+        short = attend(q, self.short_key(x), self.short_value(x), allowed)
+        g = torch.sigmoid(self.gate(torch.cat([long, s], -1)))
+        u = long + g * short + s
+        u_cf, u_ct = user_vectors_of(self, u, scenario)
+        # Short-term content interest: the mean content vector of the last
+        # `content_window` items, what "more like what you just watched" means.
+        window = attention_mask(mask, self.cfg.content_window).to(hist_ct.dtype)
+        if last_only:
+            window = window[:, -1:]
+        return u_cf, u_ct + (window @ hist_ct) / window.sum(-1, keepdim=True)
+
+    def forward(self, hist_cf, hist_ct, mask, scenario):
+        u_cf, u_ct = self.sequence(hist_cf, hist_ct, mask, scenario.unsqueeze(1), last_only=True)
+        return u_cf[:, 0], u_ct[:, 0]
+
+
 class Ranker(nn.Module):
     """MLP over cross features [u, v, u*v, |u-v|, retrieval score] -> logit.
 
@@ -276,7 +356,8 @@ class GenreModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.items = ItemTowers(num_items, text_vectors, cfg.dim, cfg.item_bias, cfg.recent_popularity)
-        self.user = (SequenceUserEncoder if cfg.sequential else UserEncoder)(cfg, num_scenarios)
+        encoders = {"sasrec": TiedSequenceUserEncoder, "transformer": SequenceUserEncoder, "attention": UserEncoder}
+        self.user = encoders[cfg.encoder](cfg, num_scenarios)
         self.alpha_logit = nn.Parameter(torch.zeros(num_scenarios))
         # Added to the content score of items without CF signal, which are
         # scored by content alone (retrieval.py); fitted on validation

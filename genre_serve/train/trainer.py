@@ -6,9 +6,11 @@ Deployment fit (cfg.refit): the served model, trained again on every
 interaction and item with the epochs the selection kept and its fitted
 fusion (train(); the run keeps both).
 
-Retrieval with the transformer encoder (the default): every position of each
-user's window at once, softmax cross-entropy over the whole catalog
-(models/sequence.py, sequence_retrieval_loss). With the attention encoder:
+Retrieval with the sequential encoders ("transformer", "sasrec"): every
+position of each user's window at once, softmax cross-entropy over the whole
+catalog (models/sequence.py, sequence_retrieval_loss); "sasrec" trains its
+CF channel as SASRec+ (the CF score alone) and its content channel beside
+it, and chooses its epochs on the CF channel's validation NDCG@10. With the attention encoder:
 next-item prediction at sampled positions over the whole catalog (softmax, or sampled
 softmax with shared uniform negatives for large catalogs) on the fused score,
 plus auxiliary losses on the CF-only and content-only scores so that each
@@ -213,8 +215,17 @@ def sequence_retrieval_loss(model: GenreModel, targets: SequenceTargets, users: 
     u_cf, u_ct = u_cf[rows, cols], u_ct[rows, cols]
     item_cf, item_ct = cf_table[1:], ct_table[1:]
     exclude = prefix_exclusion(inp, rows, cols)
-    a = model.alpha(scen).unsqueeze(1)
     bf16 = use_bf16(cfg.bf16)
+    if model.cfg.tied:
+        # SASRec+'s loss on the CF channel alone, and the content channel's
+        # beside it: each is a retriever of its own, fused afterwards with the
+        # alpha fitted on validation (train/calibration.py). A loss on the
+        # fused score would let one channel lean on the other.
+        loss = catalog_cross_entropy(u_cf, item_cf, target, exclude, bf16=bf16)
+        if cfg.aux_weight > 0:
+            loss = loss + cfg.aux_weight * catalog_cross_entropy(u_ct, item_ct, target, exclude, bf16=bf16)
+        return loss
+    a = model.alpha(scen).unsqueeze(1)
     # The fused score a * u_cf.v_cf + (1 - a) * u_ct.v_ct is one dot product of concatenations.
     loss = catalog_cross_entropy(torch.cat([a * u_cf, (1 - a) * u_ct], 1), torch.cat([item_cf, item_ct], 1),
                                  target, exclude, bf16=bf16)
@@ -346,7 +357,9 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
                 tqdm.write(f"deployment fit, retrieval epoch {epoch}/{fixed_epochs}: loss {total / max(steps, 1):.4f}")
             continue
         with average.swapped_in() if average is not None else contextlib.nullcontext():
-            ndcg = validation_ndcg(model, split)
+            # The tied encoder's channels train apart, and its fusion is fitted
+            # afterwards: its epochs are chosen on the CF channel, SASRec+'s own rule.
+            ndcg = validation_ndcg(model, split, "cf" if model.cfg.tied else "fused")
             state = copy.deepcopy(model.state_dict()) if ndcg > best else None
         history.append({"epoch": epoch, "loss": total / max(steps, 1), "valid_ndcg@10": ndcg,
                         "seconds": time.time() - t0})

@@ -122,3 +122,41 @@ def test_untrained_ranker_keeps_the_retrieval_order():
     m = model()
     feats = torch.randn(2, 6, 4 * (CFG.cf_dim + CFG.dim) + 1)
     np.testing.assert_allclose(m.ranker(feats).detach().numpy(), feats[..., -1].numpy(), rtol=1e-6)
+
+
+def test_the_sasrec_encoder_starts_as_sasrec_plus_on_the_cf_table():
+    """Untrained, GENRE's additions (content input, scenario, short term) are
+    zero: the CF vector is the bare transformer's state over the history's CF
+    rows, the table it is scored against (SASRec+'s tied embeddings)."""
+    cfg = ModelConfig(dim=16, max_history=12, short_len=4, content_window=3, encoder="sasrec", dropout=0.0)
+    torch.manual_seed(0)
+    m = GenreModel(40, 3, torch.randn(40, 24), cfg).eval()
+    hist = right_align([[1, 2, 3], list(range(30)), [7]], cfg.max_history)
+    u_cf, u_ct = m.encode_users(hist, torch.tensor([0, 1, 2]))
+    cf, ct = m.items.padded_tables()
+    state = m.user.transformer(cf[hist][..., :16], hist > 0)[:, -1]
+    torch.testing.assert_close(u_cf[:, :16], state)
+    assert u_cf.shape == (3, cfg.cf_dim)
+    # The content channel: the head plus the mean content vector of the last 3 items.
+    recent = torch.stack([ct[h[h > 0][-3:]].mean(0) for h in hist])
+    torch.testing.assert_close(u_ct, m.user.out_ct(state) + recent)
+    # Every position at once (training) equals one request at a time (serving).
+    seq_cf, seq_ct = m.user.sequence(cf[hist], ct[hist], hist > 0, torch.tensor([0, 1, 2]).unsqueeze(1).expand(3, 12))
+    torch.testing.assert_close(seq_cf[:, -1], u_cf)
+    torch.testing.assert_close(seq_ct[:, -1], u_ct)
+
+
+def test_the_sasrec_encoder_reads_content_and_scenario_once_trained():
+    cfg = ModelConfig(dim=16, max_history=12, short_len=4, encoder="sasrec", dropout=0.0)
+    torch.manual_seed(0)
+    m = GenreModel(40, 3, torch.randn(40, 24), cfg).eval()
+    with torch.no_grad():
+        for p in (m.user.content_in.weight, m.user.short_value.weight, m.user.scenario.weight):
+            p.normal_()
+    hist = right_align([[1, 2, 3]] * 2, cfg.max_history)
+    base, _ = m.encode_users(hist, torch.tensor([0, 1]))
+    assert not torch.allclose(base[0], base[1])  # the scenario conditions it
+    with torch.no_grad():
+        m.items.text[2] += 1.0  # item 1's text (shifted index 2) changes its content row
+    moved, _ = m.encode_users(hist, torch.tensor([0, 1]))
+    assert not torch.allclose(base, moved)

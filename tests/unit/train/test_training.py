@@ -413,19 +413,25 @@ def test_no_refit_serves_the_selection_model(tmp_path):
         assert np.array_equal(a.numpy(), b.numpy()), name
 
 
-def test_the_transformer_recipe_trains_exports_and_serves_what_it_trained(tmp_path):
-    """configs/transformer.toml's encoder, small: it learns, and export's ONNX
-    check (onnxruntime == PyTorch on several shapes) passes on it."""
+@pytest.mark.parametrize("recipe_file, encoder", [("transformer.toml", "transformer"), ("sasrec.toml", "sasrec")])
+def test_the_sequential_recipes_train_export_and_serve_what_they_trained(tmp_path, recipe_file, encoder):
+    """configs/transformer.toml's and configs/sasrec.toml's encoders, small:
+    each learns, and export's ONNX check (onnxruntime == PyTorch on several
+    shapes) passes on it."""
     from pathlib import Path
 
     from genre_serve.export.repository import export_run
     from genre_serve.serving.pipeline import InProcessRecommender
     from genre_serve.serving.recommender import VersionRecommender
 
-    recipe = TrainConfig.from_toml(Path(__file__).resolve().parents[3] / "configs" / "transformer.toml")
-    assert recipe.model.encoder == "transformer" and recipe.model.max_history == 200
-    ds = train_synthetic(tmp_path / "run", num_users=150, num_items=200, seed=1, epochs=4, ema_decay=0.9,
-                         model=SMALL_TRAIN_CONFIG["model"] | {"encoder": "transformer"})
+    recipe = TrainConfig.from_toml(Path(__file__).resolve().parents[3] / "configs" / recipe_file)
+    assert recipe.model.encoder == encoder and recipe.model.max_history == 200
+    # The sasrec recipe starts from random CF rows (no ALS start): more epochs.
+    options = {"ema_decay": 0.9, "epochs": 4} if encoder == "transformer" else {
+        "epochs": 10, "cf_init": "random", "cf_lr_scale": 1.0, "target_window": 1, "lr": 3e-3,
+        "lr_schedule": "constant"}
+    ds = train_synthetic(tmp_path / "run", num_users=150, num_items=200, seed=1, **options,
+                         model=SMALL_TRAIN_CONFIG["model"] | {"encoder": encoder})
     run = load_run(tmp_path / "run", weights="selection")
     assert max(h["valid_ndcg@10"] for h in run.meta["retrieval_history"]) > 0.05
     export_run(tmp_path / "run", tmp_path / "repo")
