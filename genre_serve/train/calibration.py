@@ -143,6 +143,10 @@ def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: b
                    "temperature": float(log_temperature.detach().exp()),
                    "valid_cross_entropy_after": ce_after if accepted else ce_before,
                    "valid_ndcg@10_after": data.ndcg10(*fitted) if accepted else report["valid_ndcg@10_before"]})
+    if model.cfg.tied:
+        report["alpha_by_ndcg"] = _alpha_by_ndcg(model, data)
+        report["after"] = fusion_parameters(model)
+        report["valid_ndcg@10_after"] = max(report["alpha_by_ndcg"]["valid_ndcg@10"].values())
     if progress:
         tqdm.write(f"fusion calibrated on validation: alpha {_fmt(report['before']['alpha'])} -> "
                    f"{_fmt(report['after']['alpha'])}, recent-popularity weight "
@@ -151,6 +155,34 @@ def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: b
                    f"{report['after']['new_item_bias']:.3f}; valid NDCG@10 {report['valid_ndcg@10_before']:.4f} -> "
                    f"{report['valid_ndcg@10_after']:.4f}")
     return report
+
+
+ALPHA_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.97)
+
+
+def _alpha_by_ndcg(model: GenreModel, data: FusionScores) -> dict:
+    """The tied ("sasrec") encoder's alpha, chosen on validation NDCG@10 from
+    the likelihood's fit and ALPHA_GRID (one shift of every scenario's logit).
+    Its channels train apart, each as a retriever of its own, so nothing
+    ties their scales to the fused likelihood; on ml-latest-small the
+    likelihood's alpha (about 0.5) cost validation NDCG@10 against a CF-heavier
+    mix (benchmarks/RESULTS.md). One number on a grid of six: little room to
+    chase noise."""
+    logits = model.alpha_logit.detach().clone()
+    w = (model.user.recent_popularity_weight.weight[0, 0].detach() if data.has_recent_popularity
+         else torch.tensor(0.0))
+    bias = model.new_item_bias.detach().clone()
+    mean_logit = float(logits.mean())
+    tried = {"fitted": data.ndcg10(logits, w, bias)}
+    best_shift, best = 0.0, tried["fitted"]
+    for alpha in ALPHA_GRID:
+        shift = float(np.log(alpha / (1 - alpha))) - mean_logit
+        tried[f"{alpha:g}"] = ndcg = data.ndcg10(logits + shift, w, bias)
+        if ndcg > best:
+            best_shift, best = shift, ndcg
+    with torch.no_grad():
+        model.alpha_logit.add_(best_shift)
+    return {"valid_ndcg@10": tried, "alpha": torch.sigmoid(model.alpha_logit.detach()).tolist()}
 
 
 def _best_temperature_cross_entropy(data: FusionScores, params) -> float:

@@ -434,6 +434,11 @@ def test_the_sequential_recipes_train_export_and_serve_what_they_trained(tmp_pat
                          model=SMALL_TRAIN_CONFIG["model"] | {"encoder": encoder})
     run = load_run(tmp_path / "run", weights="selection")
     assert max(h["valid_ndcg@10"] for h in run.meta["retrieval_history"]) > 0.05
+    if encoder == "sasrec":
+        # Its alpha is the best of the likelihood's and a grid on validation NDCG@10.
+        chosen = run.meta["fusion_calibration"]["alpha_by_ndcg"]
+        assert run.meta["fusion_calibration"]["valid_ndcg@10_after"] == max(chosen["valid_ndcg@10"].values())
+        assert np.allclose(chosen["alpha"], list(run.meta["alpha_per_scenario"].values()))
     export_run(tmp_path / "run", tmp_path / "repo")
     served = VersionRecommender(tmp_path / "repo" / "genre_recommend" / "1")
     reference = InProcessRecommender(tmp_path / "run")
