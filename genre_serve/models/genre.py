@@ -33,6 +33,9 @@ class ModelConfig:
     max_history: int = 50  # most recent items the user encoder reads
     short_len: int = 8  # items of the short-term window
     content_window: int = 20  # "sasrec": the recent items whose mean content vector joins the content channel
+    # "sasrec": the content head reads the transformer's state without sending
+    # its loss's gradient back into it, so the CF channel trains as SASRec+ alone.
+    detach_content: bool = False
     dropout: float = 0.2
     ranker_hidden: tuple[int, ...] = (128, 64)
     item_bias: bool = True  # a learned popularity bias per item, folded into the CF space
@@ -309,6 +312,8 @@ class TiedSequenceUserEncoder(nn.Module):
         g = torch.sigmoid(self.gate(torch.cat([long, s], -1)))
         u = long + g * short + s
         u_cf, u_ct = user_vectors_of(self, u, scenario)
+        if self.cfg.detach_content:
+            u_ct = self.out_ct(u.detach())
         # Short-term content interest: the mean content vector of the last
         # `content_window` items, what "more like what you just watched" means.
         window = attention_mask(mask, self.cfg.content_window).to(hist_ct.dtype)

@@ -239,8 +239,9 @@ def test_fusion_is_fitted_on_the_validation_likelihood_and_the_snapshot_is_serve
         for step in (-0.3, 0.3):
             assert float(data.cross_entropy(logits + step, w[0], bias, temperature)) > best
             assert float(data.cross_entropy(logits, w[0] + step, bias, temperature)) > best
-            # Flat where no validation target is a new item (the bias then runs low: never shown).
-            assert float(data.cross_entropy(logits, w[0], bias + step, temperature)) >= best - 1e-6
+            # Flat where no validation target is a new item (the bias then runs low: never shown):
+            # equal within float32 summation noise (1.9e-6 of 5.09 seen on one CPU; rel=1e-6 is about 10 ulp).
+            assert float(data.cross_entropy(logits, w[0], bias + step, temperature)) >= best * (1 - 1e-6)
     assert data.ndcg10(logits, w[0], bias) == pytest.approx(cal["valid_ndcg@10_after"])
     # Served tables carry the snapshot after the newest training interaction.
     np.testing.assert_allclose(run.model.items.recent_popularity[1:].numpy(),
