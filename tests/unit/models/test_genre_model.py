@@ -160,3 +160,15 @@ def test_the_sasrec_encoder_reads_content_and_scenario_once_trained():
         m.items.text[2] += 1.0  # item 1's text (shifted index 2) changes its content row
     moved, _ = m.encode_users(hist, torch.tensor([0, 1]))
     assert not torch.allclose(base, moved)
+
+
+def test_a_detached_content_head_sends_no_gradient_into_the_transformer():
+    for detach in (False, True):
+        cfg = ModelConfig(dim=16, max_history=12, short_len=4, encoder="sasrec", dropout=0.0, detach_content=detach)
+        torch.manual_seed(0)
+        m = GenreModel(40, 3, torch.randn(40, 24), cfg)
+        _, u_ct = m.encode_users(right_align([[1, 2, 3]], cfg.max_history), torch.tensor([0]))
+        u_ct.sum().backward()
+        grads = [p.grad for p in m.user.transformer.parameters()]
+        assert all(g is None or not g.any() for g in grads) == detach
+        assert m.user.out_ct.weight.grad.any()
