@@ -117,8 +117,9 @@ def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict
 
     run_dir = out / f"seed{seed}"
     t0 = time.time()
-    if reuse_run and (run_dir / "meta.json").exists() and load_run(run_dir).config == cfg:
-        seconds["GENRE training"] = load_run(run_dir).meta["seconds"]["total"]
+    earlier = load_run(run_dir) if reuse_run and (run_dir / "meta.json").exists() else None
+    if earlier is not None and earlier.config == cfg:
+        seconds["GENRE training"] = earlier.meta["seconds"]["total"]
     else:
         train(ds, cfg, run_dir, progress=True)
         seconds["GENRE training"] = time.time() - t0

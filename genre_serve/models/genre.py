@@ -136,17 +136,33 @@ def recent_popularity_weight(num_scenarios: int) -> nn.Embedding:
     return weight
 
 
-def user_vectors_of(encoder: nn.Module, u: torch.Tensor, scenario: torch.Tensor):
+def user_vectors_of(encoder: nn.Module, u: torch.Tensor, scenario: torch.Tensor,
+                    content_state: torch.Tensor | None = None):
     """A user encoder's state u [..., hidden] -> (u_cf, u_ct): the CF head plus
     the constant 1 against the item bias and the scenario's recent-popularity
-    weight against that column (one dot product for fused_topk), the content head."""
+    weight against that column (one dot product for fused_topk), the content
+    head (of `content_state` where given, else of u)."""
     cfg = encoder.cfg
     u_cf = encoder.out_cf(u)
     if cfg.item_bias:
         u_cf = torch.cat([u_cf, torch.ones_like(u_cf[..., :1])], -1)
     if cfg.recent_popularity:
         u_cf = torch.cat([u_cf, encoder.recent_popularity_weight(scenario)], -1)
-    return u_cf, encoder.out_ct(u)
+    return u_cf, encoder.out_ct(u if content_state is None else content_state)
+
+
+def short_term(encoder: nn.Module, long: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+               mask: torch.Tensor, scenario: torch.Tensor, last_only: bool):
+    """The sequential encoders' short term: attention over the last `short_len`
+    items (keys/values [B, L, h]), queried by the long-term state and the
+    scenario's embedding. Returns (long, scenario, scenario embedding, short),
+    the first two cut to the last position with `last_only`."""
+    allowed = attention_mask(mask, encoder.cfg.short_len)
+    if last_only:
+        long, scenario, allowed = long[:, -1:], scenario[:, -1:], allowed[:, -1:]
+    s = encoder.scenario(scenario)
+    q = encoder.short_query(torch.cat([long, s], -1))
+    return long, scenario, s, attend(q, encoder.short_key(keys), values, allowed)
 
 
 class UserEncoder(nn.Module):
@@ -236,13 +252,7 @@ class SequenceUserEncoder(nn.Module):
         # The history is read without the recent-popularity column (see UserEncoder).
         hist_cf = hist_cf[..., : self.history_cf_dim]
         x = self.inp(torch.cat([hist_cf, hist_ct], -1))
-        long = self.transformer(x, mask)
-        allowed = attention_mask(mask, self.cfg.short_len)
-        if last_only:
-            long, scenario, allowed = long[:, -1:], scenario[:, -1:], allowed[:, -1:]
-        s = self.scenario(scenario)
-        q = self.short_query(torch.cat([long, s], -1))
-        short = attend(q, self.short_key(x), x, allowed)
+        long, scenario, s, short = short_term(self, self.transformer(x, mask), x, x, mask, scenario, last_only)
         g = torch.sigmoid(self.gate(torch.cat([long, short, s], -1)))
         u = self.drop(self.norm(g * long + (1 - g) * short + s))
         return user_vectors_of(self, u, scenario)
@@ -300,20 +310,13 @@ class TiedSequenceUserEncoder(nn.Module):
         d = self.cfg.dim
         # The CF row without its bias and recent-popularity columns: the tied part.
         x = hist_cf[..., :d] + self.content_in(hist_ct)
-        long = self.transformer(x, mask)
-        allowed = attention_mask(mask, self.cfg.short_len)
-        if last_only:
-            long, scenario, allowed = long[:, -1:], scenario[:, -1:], allowed[:, -1:]
         # The scenario enters after the transformer, as in SequenceUserEncoder: in
         # training each position answers a request of its own scenario.
-        s = self.scenario(scenario)
-        q = self.short_query(torch.cat([long, s], -1))
-        short = attend(q, self.short_key(x), self.short_value(x), allowed)
+        long, scenario, s, short = short_term(self, self.transformer(x, mask), x, self.short_value(x), mask,
+                                              scenario, last_only)
         g = torch.sigmoid(self.gate(torch.cat([long, s], -1)))
         u = long + g * short + s
-        u_cf, u_ct = user_vectors_of(self, u, scenario)
-        if self.cfg.detach_content:
-            u_ct = self.out_ct(u.detach())
+        u_cf, u_ct = user_vectors_of(self, u, scenario, u.detach() if self.cfg.detach_content else None)
         # Short-term content interest: the mean content vector of the last
         # `content_window` items, what "more like what you just watched" means.
         window = attention_mask(mask, self.cfg.content_window).to(hist_ct.dtype)
