@@ -8,9 +8,10 @@ that window a next-item prediction from everything the user did before it
 
   frozen       the first model, never updated
   retrain      a full retrain on everything so far (the same `train` and settings)
-  update       `genre-serve update` of the previous round's served model
-               (the gate's verdict decides what is served next)
-  update+slice the same with --refit-on-slice (the gate's slice trained on after promotion)
+  update       `genre-serve update` of the previous round's served model, its defaults
+               (the gate's verdict decides what is served next; once promoted, the
+               candidate is fine-tuned again with the gate's slice, --refit-on-slice)
+  gate only    the same with --no-refit-on-slice (the candidate the gate scored is served)
 
 with the wall time of each (the update's including its gate). The first
 promoted update's rollout runs under load: a real tritonserver serves its parent while
@@ -143,7 +144,7 @@ def main() -> int:
     print(f"{len(order)} interactions; cuts at {cuts}", flush=True)
     first = out / "train_60"
     t_first = timed_train(prefix_dataset(ds, order, cuts[0]), cfg, first)
-    rounds, parents = [], {"update": first, "update+slice": first}
+    rounds, parents = [], {"update": first, "gate only": first}
     load = None
     for r in range(1, args.rounds + 1):
         consumed, scored = (cuts[r - 1], cuts[r]), (cuts[r], cuts[r + 1])
@@ -155,8 +156,9 @@ def main() -> int:
         retrain = out / f"train_{int(FRACTIONS[r] * 100)}"
         seconds = timed_train(prefix_dataset(ds, order, cuts[r]), cfg, retrain)
         row["retrain"] = {"ndcg@10": score(retrain, requests, popularity), "seconds": seconds}
-        for variant, slice_refit in (("update", False), ("update+slice", True)):
-            cand = out / f"{variant.replace('+', '_')}_{r}"
+        for variant, slice_refit in (("update", True), ("gate only", False)):
+            cand = out / f"{variant.replace(' ', '_')}_{r}"
+            shutil.rmtree(cand, ignore_errors=True)  # a rerun's candidate replaces the last one's
             serving = parents[variant]
             t0 = time.perf_counter()
             result = update(serving, log, cand, settings=UpdateSettings(seed=args.seed,
@@ -170,18 +172,18 @@ def main() -> int:
                 parents[variant] = cand
             if variant == "update" and load is None and not args.no_load and result.promoted:
                 load = dict(rollout_under_load(serving, cand, requests, out), round=r)
-        for variant in ("update", "update+slice"):
+        for variant in ("update", "gate only"):
             row[variant]["of_retrain_ndcg"] = row[variant]["ndcg@10"] / row["retrain"]["ndcg@10"]
             row[variant]["of_retrain_time"] = row[variant]["seconds"] / row["retrain"]["seconds"]
         rounds.append(row)
         print(json.dumps(row, default=float), flush=True)
     print(f"\nfeedback loop on ml-latest-small by time (seed {args.seed}; first model {t_first:.0f} s)")
-    print(f"{'round':>5} {'events':>7} {'frozen':>8} {'retrain':>8} {'update':>8} {'upd+slice':>9} "
+    print(f"{'round':>5} {'events':>7} {'frozen':>8} {'retrain':>8} {'update':>8} {'gate only':>9} "
           f"{'upd/retr':>8} {'t retr':>7} {'t upd':>6} {'t ratio':>7} verdict")
     for row in rounds:
         u = row["update"]
         print(f"{row['round']:>5} {row['scored_events']:>7} {row['frozen']['ndcg@10']:>8.4f} "
-              f"{row['retrain']['ndcg@10']:>8.4f} {u['ndcg@10']:>8.4f} {row['update+slice']['ndcg@10']:>9.4f} "
+              f"{row['retrain']['ndcg@10']:>8.4f} {u['ndcg@10']:>8.4f} {row['gate only']['ndcg@10']:>9.4f} "
               f"{u['of_retrain_ndcg']:>8.3f} {row['retrain']['seconds']:>6.0f}s {u['seconds']:>5.0f}s "
               f"{u['of_retrain_time']:>7.3f} {u['verdict']}")
     if load:
@@ -200,7 +202,7 @@ def main() -> int:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        for variant in ("frozen", "retrain", "update", "update+slice"):
+        for variant in ("frozen", "retrain", "update", "gate only"):
             ax.plot([r["round"] for r in rounds], [r[variant]["ndcg@10"] for r in rounds], marker="o", label=variant)
         ax.set_xlabel("round (10% of the interactions consumed each)")
         ax.set_ylabel("NDCG@10 on the next 10%")

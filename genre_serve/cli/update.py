@@ -3,6 +3,7 @@ and `genre-serve rollback` (a kept version served again)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -37,13 +38,19 @@ def register(commands: Subparsers) -> None:
                    help="the newest share of the log's events the gate scores, never trained on "
                         "(default: %(default)s)")
     u.add_argument("--epochs", type=int, default=d.epochs, help="fine-tuning epochs (default: %(default)s)")
-    u.add_argument("--replay", type=float, default=d.replay,
-                   help="users without new events replayed per user with new events, against forgetting "
-                        "(default: %(default)s)")
+    u.add_argument("--replay", type=_replay, default="all" if d.replay_all else d.replay,
+                   help="users without new events replayed per user with new events, against forgetting, or "
+                        "'all' (every one of them) (default: %(default)s)")
+    u.add_argument("--als-iterations", type=int, default=d.als_iterations,
+                   help="ALS iterations refining every CF row on all the data, started from the run's rows "
+                        "(0: none; default: %(default)s)")
+    u.add_argument("--lr-scale", type=float, default=d.lr_scale,
+                   help="fine-tuning learning rates, relative to the run's (default: %(default)s)")
     u.add_argument("--ranker-epochs", type=int, default=d.ranker_epochs,
                    help="also fine-tune the ranker this many epochs (default: %(default)s, the run's ranker)")
-    u.add_argument("--refit-on-slice", action="store_true",
-                   help="once promoted, fine-tune again with the gate slice included (what is exported)")
+    u.add_argument("--refit-on-slice", action=argparse.BooleanOptionalAction, default=d.refit_on_slice,
+                   help="once promoted, fine-tune again with the gate slice included, and export that "
+                        "(default: on; train's deployment fit does the same with its held-out interactions)")
     u.add_argument("--seed", type=int, default=d.seed)
     u.add_argument("--model-repository", type=Path,
                    help="export a promoted candidate here as a new version")
@@ -62,6 +69,15 @@ def register(commands: Subparsers) -> None:
     r.set_defaults(handler=cmd_rollback)
 
 
+def _replay(text: str) -> float | str:
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or 'all', got {text!r}") from None
+
+
 def cmd_update(args) -> int:
     import dataclasses
 
@@ -72,9 +88,11 @@ def cmd_update(args) -> int:
     if args.url and not args.model_repository:
         raise UsageError("--url goes with --model-repository (the repository the servers load from)")
     settings = UpdateSettings(holdout_fraction=args.holdout_fraction, max_regression=args.max_regression,
-                              epochs=args.epochs, replay=args.replay, ranker_epochs=args.ranker_epochs,
-                              refit_on_slice=args.refit_on_slice,
-                              seed=args.seed)
+                              epochs=args.epochs, ranker_epochs=args.ranker_epochs,
+                              replay_all=args.replay == "all",
+                              replay=UpdateSettings.replay if args.replay == "all" else args.replay,
+                              als_iterations=args.als_iterations, lr_scale=args.lr_scale,
+                              refit_on_slice=args.refit_on_slice, seed=args.seed)
     try:
         settings.check()
     except ValueError as e:

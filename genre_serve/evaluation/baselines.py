@@ -117,7 +117,13 @@ class ImplicitMF:
         self.kind, self.factors, self.iterations, self.seed, self.params = kind, factors, iterations, seed, params
         self.name = f"implicit {kind.upper()}"
 
-    def fit(self, split: Split) -> ImplicitMF:
+    def fit(self, split: Split, item_init: np.ndarray | None = None) -> ImplicitMF:
+        """`item_init` (ALS only): start from these item factors instead of
+        random ones; the first half-step solves the users for them, so a few
+        iterations refine the given factors in their own basis (an update's
+        warm start) instead of finding an unrelated rotation."""
+        if item_init is not None and self.kind != "als":
+            raise ValueError("item_init: ALS only")
         if self.kind == "als":
             from implicit.cpu.als import AlternatingLeastSquares as Model
 
@@ -127,6 +133,10 @@ class ImplicitMF:
 
             params = {"learning_rate": 0.01, "regularization": 0.01} | self.params
         model = Model(factors=self.factors, iterations=self.iterations, random_state=self.seed, **params)
+        if item_init is not None:
+            if item_init.shape != (split.num_items, self.factors):
+                raise ValueError(f"item_init: shape {(split.num_items, self.factors)}, got {item_init.shape}")
+            model.item_factors = np.array(item_init, dtype=np.float32, order="C")  # a copy: ALS works in place
         # implicit parallelises itself; a multi-threaded BLAS underneath it only contends.
         with threadpool_limits(1, "blas"):
             model.fit(interaction_matrix(split), show_progress=False)

@@ -21,12 +21,14 @@ class UpdateSettings:
     holdout_fraction: float = 0.2  # the newest share of the log's events: the gate slice
     max_regression: float = 0.02  # relative NDCG@10 the candidate may lose against its parent
     epochs: int = 2  # fine-tuning epochs over the updated and replayed users
-    lr_scale: float = 0.5  # of the run's learning rates
+    lr_scale: float = 1.0  # of the run's learning rates
     replay: float = 1.0  # users without new events replayed per user with new events
     ranker_epochs: int = 0  # 0: the parent's ranker (fine-tuning it measured worse on the gate, RESULTS.md)
     ignore_events: tuple[str, ...] = IGNORED_EVENTS
-    refit_on_slice: bool = False  # after promotion, fine-tune once more with the slice in
+    refit_on_slice: bool = True  # after promotion, fine-tune once more with the slice in (train's deployment fit)
     fold_in: bool = True  # items gaining their first interactions start from their neighbours' CF rows
+    replay_all: bool = False  # replay every user without new events (`replay` is then ignored)
+    als_iterations: int = 15  # ALS iterations refining every CF row on all data, from the parent's rows (0: none)
     bootstrap_reps: int = 1000
     seed: int = 0
 
@@ -37,5 +39,5 @@ class UpdateSettings:
             raise ValueError(f"max regression: in [0, 1), got {self.max_regression}")
         if self.epochs < 1 or self.ranker_epochs < 0:
             raise ValueError("epochs: at least 1; ranker epochs: at least 0")
-        if self.replay < 0 or self.lr_scale <= 0:
-            raise ValueError("replay: at least 0; lr scale: above 0")
+        if self.replay < 0 or self.lr_scale <= 0 or self.als_iterations < 0:
+            raise ValueError("replay: at least 0; lr scale: above 0; ALS iterations: at least 0")

@@ -11,7 +11,17 @@ parent and the candidate alike: thousands of events, not one per user.
 
 Fine-tuning starts from the parent's served weights; new items get rows
 (their content vector from the text encoder, zero CF vector and bias: what
-add-items gives them) that their interactions then train. Training on the new
+add-items gives them) that their interactions then train.
+
+The CF rows first get `als_iterations` of ALS over all the data so far,
+started from the parent's rows (refine_cf_rows). `train` starts its CF rows
+from ALS factors and moves them slowly (cf_lr_scale), so most of what a full
+retrain knows that its parent did not is in those factors: every item's row
+refitted on the new interactions, and real rows for the items that had none.
+A fresh ALS fit would be an unrelated rotation of the space the user encoder
+reads; warm-started, the rows stay in it, and the fine-tuning below adapts
+the encoder to where they moved (without it, the refined rows alone score
+far below the parent: benchmarks/RESULTS.md). Training on the new
 interactions alone forgets: a model fine-tuned only on the users who came
 back drifts away from everyone else's tastes (catastrophic forgetting). So
 each epoch replays older data beside them: `replay` users without new events
@@ -26,9 +36,18 @@ default: fine-tuned on the updated and replayed users' most recent positions
 (`ranker_epochs`), it scored lower on the gate slice (benchmarks/RESULTS.md).
 
 Items gaining their first interactions in the log (zero CF row until then)
-start from their neighbours' CF rows (fold_in_new_rows): fine-tuning moves
-CF rows at the slow CF rate, and a row left near zero takes such an item off
-the content rule that served it without lending it any CF signal.
+start from their neighbours' CF rows (fold_in_new_rows), which ALS then
+refines: fine-tuning moves CF rows at the slow CF rate, and a row left near
+zero takes such an item off the content rule that served it without lending
+it any CF signal.
+
+Once promoted, the candidate is fine-tuned again from the parent with the
+gate's slice in (`refit_on_slice`, on by default), as `train`'s deployment
+fit refits on the interactions its selection held out: the slice is the
+newest data, the one most like what comes next, and the gate has already
+judged the recipe. The settings (ALS iterations, learning rate, replay,
+epochs) were chosen on the gate's slice of the replay benchmark's first
+round, never on the windows it scores (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -368,6 +387,21 @@ def fold_in_new_rows(model: GenreModel, split: Split, context: int = 10) -> int:
     return int(folded.numel())
 
 
+@torch.no_grad()
+def refine_cf_rows(model: GenreModel, split: Split, iterations: int, seed: int) -> None:
+    """`iterations` of ALS over all of `split`, started from the model's CF
+    rows: what `train` gets by fitting ALS afresh (every row, and the new
+    items' first real ones, from all the data so far), kept in the basis the
+    user encoder reads, since a fresh fit would be an unrelated rotation of
+    it. Its bias rows are left as they are."""
+    from genre_serve.evaluation.baselines import ImplicitMF
+
+    cf = model.items.cf.weight
+    fitted = ImplicitMF("als", factors=cf.shape[1], iterations=iterations, seed=seed).fit(
+        split, item_init=cf[1:].numpy())
+    cf[1:] = torch.from_numpy(fitted.item_factors.astype(np.float32))
+
+
 def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, replayed: np.ndarray,
                         cfg: TrainConfig, settings: UpdateSettings, progress: bool) -> list[dict]:
     """Fine-tunes the user encoder, the content tower and the CF rows of the
@@ -443,10 +477,12 @@ def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[i
     updated = np.array([u for u, f in enumerate(fresh) if f and len(split.train_items[u]) >= 2], np.int64)
     others = np.array([u for u, f in enumerate(fresh) if not f and len(split.train_items[u]) >= 2], np.int64)
     rng = np.random.default_rng(settings.seed)
-    n_replay = min(others.size, int(round(settings.replay * updated.size)))
+    n_replay = others.size if settings.replay_all else min(others.size, int(round(settings.replay * updated.size)))
     replayed = np.sort(rng.choice(others, n_replay, replace=False)) if n_replay else np.zeros(0, np.int64)
     t0 = time.time()
     folded = fold_in_new_rows(model, split) if settings.fold_in else 0
+    if settings.als_iterations:
+        refine_cf_rows(model, split, settings.als_iterations, settings.seed)
     retrieval = fine_tune_retrieval(model, split, updated, replayed, cfg, settings, progress)
     zero_cf_of_unseen_items(model, split)
     set_served_recent_popularity(model, split)
@@ -534,6 +570,9 @@ def update(run_dir: str | Path, log: str | Path, out: str | Path, items: str | P
     out = Path(out)
     if out.resolve() == parent.path.resolve():
         raise DataError("--out: give a new run directory; the parent run stays as it is")
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"--out {out}: not empty (an earlier run or update?); give a new run directory, "
+                        "or remove this one first")
     known = run_events(parent)
     new_ids, new_titles, new_texts = read_new_item_file(items, parent)
     events, log_report = read_log(log, parent, known, set(new_ids), settings)

@@ -2,6 +2,7 @@
 inputs, and a gated rollout and a rollback against a real tritonserver under
 load."""
 
+import dataclasses
 import json
 import shutil
 import time
@@ -53,7 +54,8 @@ def _cli(capsys, *args) -> tuple[int, str]:
 
 def test_an_update_records_its_parent_the_log_and_what_changed_and_can_be_updated_again(history, tmp_path):
     run, log, events = history
-    result = update(run, log, tmp_path / "cand", settings=FAST, progress=False)
+    gate_only = dataclasses.replace(FAST, refit_on_slice=False)  # the candidate the gate scored is the one kept
+    result = update(run, log, tmp_path / "cand", settings=gate_only, progress=False)
     report = json.loads((tmp_path / "cand" / REPORT_FILE).read_text())
     assert report["parent"] == str(run.resolve())
     assert report["log"]["files"]["files"] == [str(log / "events-part-0.csv")]
@@ -74,7 +76,7 @@ def test_an_update_records_its_parent_the_log_and_what_changed_and_can_be_update
         *load_run(run).split.train_items]) + _held_out(load_run(run)) + report["changes"]["trained_events"]
     # An update's run is a run: it updates again. Given the same log, what is new to it is the
     # previous gate's slice (never trained on); the rest is already in its data.
-    again = update(tmp_path / "cand", log, tmp_path / "again", settings=FAST, progress=False).report["log"]
+    again = update(tmp_path / "cand", log, tmp_path / "again", settings=gate_only, progress=False).report["log"]
     assert again["events"] == gate["events"]
     assert again["dropped"] == {"user-item pair already in the run's data": len(events) - gate["events"]}
 
@@ -147,6 +149,12 @@ def test_bad_logs_get_clear_errors_and_malformed_rows_are_counted(history, tmp_p
     for name in ("c2", "c3", "c4"):
         assert not (tmp_path / name).exists()  # nothing half-written
 
+    # An --out holding an earlier run is not overwritten.
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "c1").iterdir()}
+    with pytest.raises(DataError, match="not empty"):
+        update(run, tmp_path / "bad.csv", tmp_path / "c1", settings=FAST, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "c1").iterdir()} == before
+
 
 def test_new_items_join_with_their_text_and_train_their_cf_rows(history, tmp_path):
     run, log, events = history
@@ -169,6 +177,35 @@ def test_new_items_join_with_their_text_and_train_their_cf_rows(history, tmp_pat
     assert np.abs(cf[dragon]).sum() > 0 and np.abs(cf[unseen]).sum() == 0  # no event, no CF signal
     text = cand.model.items.text.numpy()
     assert np.abs(text[unseen]).sum() > 0  # found by its content
+
+
+def test_replaying_everyone_and_refining_the_cf_rows_by_als_reach_the_whole_catalog(history, tmp_path):
+    run, log, events = history
+    parent = load_run(run)
+    narrow = update(run, log, tmp_path / "narrow", settings=UpdateSettings(bootstrap_reps=200, replay=0.0),
+                    progress=False).report["changes"]
+    wide = update(run, log, tmp_path / "wide", settings=UpdateSettings(bootstrap_reps=200, replay_all=True,
+                                                                       als_iterations=3, max_regression=0.9),
+                  progress=False)
+    changes = wide.report["changes"]
+    cand = load_run(tmp_path / "wide")
+    trainable = sum(len(t) >= 2 for t in cand.split.train_items)
+    refit = wide.report["refit_on_slice"]  # promoted, it was fine-tuned again with the slice in (the default)
+    assert narrow["replayed_users"] == 0 and refit is not None
+    assert refit["updated_users"] + refit["replayed_users"] == trainable > narrow["updated_users"]
+    assert changes["updated_users"] + changes["replayed_users"] < trainable  # the gate's slice was held out first
+    assert wide.report["settings"]["als_iterations"] == 3 and wide.report["settings"]["replay_all"]
+    # ALS moved every CF row with interactions, in the parent's basis (near it, not a new rotation).
+    old = parent.model.items.cf.weight.detach().numpy()[1:]
+    new = cand.model.items.cf.weight.detach().numpy()[1 : 1 + len(old)]
+    seen = cand.split.train_counts()[: len(old)] > 0
+    moved = np.abs(new - old).sum(1) > 1e-6
+    assert moved[seen].all() and not moved[~seen & (np.abs(old).sum(1) == 0)].any()
+    assert np.linalg.norm(new[seen] - old[seen]) < 0.5 * np.linalg.norm(old[seen])
+    # Promoted and refit, its data is the whole log.
+    assert wide.promoted
+    assert sum(map(len, cand.split.train_items)) == sum(map(len, parent.split.train_items)) + \
+        _held_out(parent) + wide.report["log"]["events"]
 
 
 def test_a_run_of_an_older_format_updates_and_one_without_timestamps_is_refused(history, tmp_path):

@@ -49,3 +49,23 @@ def test_sasrec_learns_the_synthetic_sequences_with_either_loss(split, loss):
 def test_sasrec_rejects_an_unknown_loss():
     with pytest.raises(ValueError, match="loss"):
         B.SASRec("mse")
+
+
+def test_als_warm_started_from_its_own_factors_stays_in_their_basis(split):
+    """An update refines the CF rows with ALS started from them (train/update.py):
+    a few iterations from a fit land near it, where a fresh fit of another seed
+    is an unrelated rotation of the same quality."""
+    fitted = B.ImplicitMF("als", factors=8, iterations=30, seed=0).fit(split).item_factors
+    kept = fitted.copy()
+    warm = B.ImplicitMF("als", factors=8, iterations=3, seed=1).fit(split, item_init=fitted).item_factors
+    np.testing.assert_array_equal(fitted, kept)  # the start is read, not refined in place
+    fresh = B.ImplicitMF("als", factors=8, iterations=30, seed=1).fit(split).item_factors
+
+    def distance(a):
+        return np.linalg.norm(a - fitted) / np.linalg.norm(fitted)
+
+    assert 0 < distance(warm) < 0.2 < 1.0 < distance(fresh)
+    with pytest.raises(ValueError, match="shape"):
+        B.ImplicitMF("als", factors=8).fit(split, item_init=fitted[:, :4])
+    with pytest.raises(ValueError, match="ALS only"):
+        B.ImplicitMF("bpr", factors=8).fit(split, item_init=fitted)
