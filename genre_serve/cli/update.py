@@ -46,6 +46,9 @@ def register(commands: Subparsers) -> None:
                         "(0: none; default: %(default)s)")
     u.add_argument("--lr-scale", type=float, default=d.lr_scale,
                    help="fine-tuning learning rates, relative to the run's (default: %(default)s)")
+    u.add_argument("--interpolation", type=float, default=d.interpolation, metavar="BETA",
+                   help="the candidate's weights: the run's plus BETA x (fine-tuned - run's), in (0, 1]; below 1 "
+                        "an update drifts less from what served well (default: %(default)s)")
     u.add_argument("--ranker-epochs", type=int, default=d.ranker_epochs,
                    help="also fine-tune the ranker this many epochs (default: %(default)s, the run's ranker)")
     u.add_argument("--refit-on-slice", action=argparse.BooleanOptionalAction, default=d.refit_on_slice,
@@ -92,7 +95,8 @@ def cmd_update(args) -> int:
                               replay_all=args.replay == "all",
                               replay=UpdateSettings.replay if args.replay == "all" else args.replay,
                               als_iterations=args.als_iterations, lr_scale=args.lr_scale,
-                              refit_on_slice=args.refit_on_slice, seed=args.seed)
+                              interpolation=args.interpolation, refit_on_slice=args.refit_on_slice,
+                              seed=args.seed)
     try:
         settings.check()
     except ValueError as e:

@@ -29,6 +29,7 @@ class UpdateSettings:
     fold_in: bool = True  # items gaining their first interactions start from their neighbours' CF rows
     replay_all: bool = False  # replay every user without new events (`replay` is then ignored)
     als_iterations: int = 15  # ALS iterations refining every CF row on all data, from the parent's rows (0: none)
+    interpolation: float = 0.5  # the candidate: parent + this x (fine-tuned - parent) (1: the fine-tuned weights)
     bootstrap_reps: int = 1000
     seed: int = 0
 
@@ -39,5 +40,7 @@ class UpdateSettings:
             raise ValueError(f"max regression: in [0, 1), got {self.max_regression}")
         if self.epochs < 1 or self.ranker_epochs < 0:
             raise ValueError("epochs: at least 1; ranker epochs: at least 0")
+        if not 0 < self.interpolation <= 1:
+            raise ValueError(f"interpolation: in (0, 1], got {self.interpolation}")
         if self.replay < 0 or self.lr_scale <= 0 or self.als_iterations < 0:
             raise ValueError("replay: at least 0; lr scale: above 0; ALS iterations: at least 0")

@@ -35,6 +35,15 @@ ones an update holds out are the gate's. The ranker stays the parent's by
 default: fine-tuned on the updated and replayed users' most recent positions
 (`ranker_epochs`), it scored lower on the gate slice (benchmarks/RESULTS.md).
 
+The candidate is then not the fine-tuned model itself but the parent moved
+`interpolation` (default half) of the way to it, every parameter alike
+(WiSE-FT). Each update fits the newest events, whose items the gate slice
+right after them favours; chained, round after round, the fine-tuned models
+traded the older items' hits for the new ones' and fell below their own
+parents on the next window while passing the gate. Halfway, the gate slices
+of rounds 2 and 3 of the replay benchmark scored higher than with the
+fine-tuned weights (round 1's lower; benchmarks/RESULTS.md).
+
 Items gaining their first interactions in the log (zero CF row until then)
 start from their neighbours' CF rows (fold_in_new_rows), which ALS then
 refines: fine-tuning moves CF rows at the slow CF rate, and a row left near
@@ -466,6 +475,18 @@ def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, re
     return history
 
 
+@torch.no_grad()
+def interpolate_weights(model: GenreModel, start: dict[str, torch.Tensor], beta: float) -> None:
+    """Every parameter becomes start + beta x (its value - start): the
+    parent's weights (grown by the new items' zero rows) moved only part of
+    the way to the fine-tuned ones (WiSE-FT, Wortsman et al., CVPR 2022).
+    Buffers (the served recent-popularity snapshot) stay the candidate's."""
+    if beta == 1:
+        return
+    for name, p in model.named_parameters():
+        p.copy_(start[name] + beta * (p - start[name]))
+
+
 def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[int, ...],
               settings: UpdateSettings, progress: bool, shuffled: bool = False) -> tuple[GenreModel, Split, dict]:
     """The candidate: the parent grown by the new items, fine-tuned on the log events of `parts`."""
@@ -480,6 +501,7 @@ def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[i
     n_replay = others.size if settings.replay_all else min(others.size, int(round(settings.replay * updated.size)))
     replayed = np.sort(rng.choice(others, n_replay, replace=False)) if n_replay else np.zeros(0, np.int64)
     t0 = time.time()
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
     folded = fold_in_new_rows(model, split) if settings.fold_in else 0
     if settings.als_iterations:
         refine_cf_rows(model, split, settings.als_iterations, settings.seed)
@@ -493,6 +515,7 @@ def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[i
                                  [split.train_times[u] for u in chosen], split.num_items)
         ranker = train_ranker(model, subset, dataclasses.replace(cfg, seed=settings.seed), progress,
                               fixed_epochs=settings.ranker_epochs)
+    interpolate_weights(model, start, settings.interpolation)
     model.eval()
     return model, split, {"updated_users": int(updated.size), "replayed_users": int(replayed.size),
                           "folded_in_items": folded,

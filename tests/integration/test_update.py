@@ -208,6 +208,31 @@ def test_replaying_everyone_and_refining_the_cf_rows_by_als_reach_the_whole_cata
         _held_out(parent) + wide.report["log"]["events"]
 
 
+def test_the_candidate_is_the_parent_moved_part_of_the_way_to_the_fine_tuned_weights(history, tmp_path):
+    """--interpolation: the gated (and served) candidate is parent + beta x
+    (fine-tuned - parent), every parameter; the served recent-popularity
+    snapshot is the candidate's own."""
+    run, log, _ = history
+    settings = dataclasses.replace(FAST, refit_on_slice=False, max_regression=0.9)
+    full = update(run, log, tmp_path / "full", settings=dataclasses.replace(settings, interpolation=1.0),
+                  progress=False)
+    half = update(run, log, tmp_path / "half", settings=settings, progress=False)
+    assert half.report["settings"]["interpolation"] == 0.5 == UpdateSettings().interpolation
+    parent = dict(load_run(run).model.named_parameters())
+    fine_tuned, full_model = dict(load_run(full.out).model.named_parameters()), load_run(full.out).model
+    half_model = load_run(half.out).model
+    moved = 0
+    for name, value in half_model.named_parameters():
+        start, end = parent[name].detach().numpy(), fine_tuned[name].detach().numpy()
+        np.testing.assert_allclose(value.detach().numpy(), start + 0.5 * (end - start), rtol=1e-3, atol=1e-4,
+                                   err_msg=name)
+        moved += not np.array_equal(start, end)
+    assert moved >= 3  # the encoder, the CF rows, the content tower moved
+    np.testing.assert_array_equal(half_model.items.recent_popularity.numpy(),
+                                  full_model.items.recent_popularity.numpy())
+    assert half.gate.candidate_ndcg != full.gate.candidate_ndcg  # the gate scored what is kept
+
+
 def test_a_run_of_an_older_format_updates_and_one_without_timestamps_is_refused(history, tmp_path):
     run, log, _ = history
     old = tmp_path / "old"
@@ -267,6 +292,9 @@ def test_a_gated_rollout_and_a_rollback_under_load_fail_no_request(history, tmp_
     with pytest.raises(ExportError, match="not on disk"):
         rollback(repo, 99)
     code, out = _cli(capsys, "update", run, "--interactions", log, "--out", tmp_path / "dry", "--max-regression",
-                     "0.9", "--model-repository", repo, "--dry-run", "--quiet")
+                     "0.9", "--model-repository", repo, "--dry-run", "--quiet", "--interpolation", "0.75")
     assert code == 0 and "--dry-run" in out, out
+    assert json.loads((tmp_path / "dry" / REPORT_FILE).read_text())["settings"]["interpolation"] == 0.75
+    code, _ = _cli(capsys, "update", run, "--interactions", log, "--out", tmp_path / "bad", "--interpolation", "0")
+    assert code == 2 and not (tmp_path / "bad").exists()
     assert max(int(p.name) for p in (repo / "genre_recommend").iterdir() if p.name.isdigit()) == 3
