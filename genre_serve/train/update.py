@@ -42,7 +42,10 @@ right after them favours; chained, round after round, the fine-tuned models
 traded the older items' hits for the new ones' and fell below their own
 parents on the next window while passing the gate. Halfway, the gate slices
 of rounds 2 and 3 of the replay benchmark scored higher than with the
-fine-tuned weights (round 1's lower; benchmarks/RESULTS.md).
+fine-tuned weights (round 1's lower; benchmarks/RESULTS.md). The price,
+measured there by group: halfway, the older items' hits come back and the
+items first seen in the logs are hardly recommended on the next window,
+which is where a full retrain still leads.
 
 Items gaining their first interactions in the log (zero CF row until then)
 start from their neighbours' CF rows (fold_in_new_rows), which ALS then
