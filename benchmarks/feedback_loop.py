@@ -20,6 +20,9 @@ request is counted. Prints a table and writes JSON (and a PNG with --plot).
 
     python benchmarks/feedback_loop.py --out runs/feedback \\
         --json benchmarks/results/feedback_loop.json --plot benchmarks/results/feedback_loop.png
+
+A run directory's retrains are kept and reused: `--settings '{"interpolation": 1.0}'` on the same --out
+replays only the update chains, with other settings.
 """
 
 from __future__ import annotations
@@ -131,6 +134,9 @@ def main() -> int:
     p.add_argument("--plot", type=Path)
     p.add_argument("--no-load", action="store_true", help="skip the rollout under load")
     p.add_argument("--rounds", type=int, default=3, choices=[1, 2, 3])
+    p.add_argument("--settings", type=json.loads, default={},
+                   help="UpdateSettings fields for both update chains, as JSON (e.g. '{\"interpolation\": 1.0}'; "
+                        "default: update's defaults)")
     args = p.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -161,8 +167,8 @@ def main() -> int:
             shutil.rmtree(cand, ignore_errors=True)  # a rerun's candidate replaces the last one's
             serving = parents[variant]
             t0 = time.perf_counter()
-            result = update(serving, log, cand, settings=UpdateSettings(seed=args.seed,
-                                                                                 refit_on_slice=slice_refit),
+            result = update(serving, log, cand, settings=UpdateSettings(**{**args.settings, "seed": args.seed,
+                                                                           "refit_on_slice": slice_refit}),
                             progress=False)
             seconds = time.perf_counter() - t0
             served = cand if result.promoted else parents[variant]
@@ -190,7 +196,7 @@ def main() -> int:
         print(f"rollout under load (round {load['round']}): {load['requests']} requests, {load['failed']} failed, "
               f"versions answered {load['versions_seen']}")
     doc = {"dataset": "movielens-small", "seed": args.seed, "first_model_seconds": t_first, "rounds": rounds,
-           "rollout_under_load": load, "settings": dataclasses.asdict(UpdateSettings(seed=args.seed)),
+           "rollout_under_load": load, "settings": dataclasses.asdict(UpdateSettings(**{**args.settings, "seed": args.seed})),
            "date": time.strftime("%Y-%m-%d")}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
