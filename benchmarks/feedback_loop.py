@@ -196,7 +196,8 @@ def main() -> int:
         print(f"rollout under load (round {load['round']}): {load['requests']} requests, {load['failed']} failed, "
               f"versions answered {load['versions_seen']}")
     doc = {"dataset": "movielens-small", "seed": args.seed, "first_model_seconds": t_first, "rounds": rounds,
-           "rollout_under_load": load, "settings": dataclasses.asdict(UpdateSettings(**{**args.settings, "seed": args.seed})),
+           "rollout_under_load": load,
+           "settings": dataclasses.asdict(UpdateSettings(**{**args.settings, "seed": args.seed})),
            "date": time.strftime("%Y-%m-%d")}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

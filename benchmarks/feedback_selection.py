@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from feedback_loop import FRACTIONS, score, window_requests, write_log
+
 from genre_serve.config import TrainConfig
 from genre_serve.data import load_builtin
 from genre_serve.formats.run_dir import load_run
