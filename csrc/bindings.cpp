@@ -42,6 +42,32 @@ void check_dim(const char* name, int64_t got, int64_t want, const char* what) {
   }
 }
 
+// The exclusion CSR (None or int64 indptr [B + 1], indices), checked and set
+// as host pointers: indices in range, every segment sorted (the kernels
+// binary-search it).
+void set_exclusion(FusedTopKArgs& a, const py::handle& indptr, const py::handle& indices) {
+  if (indptr.is_none()) return;
+  auto ip = expect<int64_t>(indptr, "exclude_indptr", 1);
+  auto ix = expect<int64_t>(indices, "exclude_indices", 1);
+  check_dim("exclude_indptr", ip.shape(0), a.batch + 1, "length");
+  const int64_t* p = ip.data();
+  if (p[0] != 0 || p[a.batch] != ix.shape(0)) throw std::invalid_argument("exclude_indptr: does not span exclude_indices");
+  for (int64_t b = 0; b < a.batch; ++b) {
+    if (p[b + 1] < p[b]) throw std::invalid_argument("exclude_indptr: not non-decreasing");
+  }
+  const int64_t* x = ix.data();
+  for (int64_t i = 0; i < ix.shape(0); ++i) {
+    if (x[i] < 0 || x[i] >= a.num_items) throw std::invalid_argument("exclude: index " + std::to_string(x[i]) + " out of range");
+    // Segments must be sorted for the binary search; the wrapper sorts them.
+    if (i > 0 && x[i] < x[i - 1]) {
+      const int64_t* seg = std::upper_bound(p, p + a.batch + 1, i - 1);
+      if (*seg != i) throw std::invalid_argument("exclude_indices: a segment is not sorted");
+    }
+  }
+  a.exclude_indptr = p;
+  a.exclude_indices = x;
+}
+
 // Host-side shared checks of fused_topk; returns args with host pointers.
 FusedTopKArgs fused_args(const py::handle& user_cf, const py::handle& item_cf, const py::handle& user_ct,
                          const py::handle& item_ct, const py::handle& w_cf, const py::handle& w_ct,
@@ -77,27 +103,7 @@ FusedTopKArgs fused_args(const py::handle& user_cf, const py::handle& item_cf, c
   if (!a.item_cf && !a.item_ct) throw std::invalid_argument("fused_topk: no item table given");
   if (k < 0) throw std::invalid_argument("k: must be positive");
   a.k = k;
-  if (!indptr.is_none()) {
-    auto ip = expect<int64_t>(indptr, "exclude_indptr", 1);
-    auto ix = expect<int64_t>(indices, "exclude_indices", 1);
-    check_dim("exclude_indptr", ip.shape(0), a.batch + 1, "length");
-    const int64_t* p = ip.data();
-    if (p[0] != 0 || p[a.batch] != ix.shape(0)) throw std::invalid_argument("exclude_indptr: does not span exclude_indices");
-    for (int64_t b = 0; b < a.batch; ++b) {
-      if (p[b + 1] < p[b]) throw std::invalid_argument("exclude_indptr: not non-decreasing");
-    }
-    const int64_t* x = ix.data();
-    for (int64_t i = 0; i < ix.shape(0); ++i) {
-      if (x[i] < 0 || x[i] >= a.num_items) throw std::invalid_argument("exclude: index " + std::to_string(x[i]) + " out of range");
-      // Segments must be sorted for the binary search; the wrapper sorts them.
-      if (i > 0 && x[i] < x[i - 1]) {
-        const int64_t* seg = std::upper_bound(p, p + a.batch + 1, i - 1);
-        if (*seg != i) throw std::invalid_argument("exclude_indices: a segment is not sorted");
-      }
-    }
-    a.exclude_indptr = p;
-    a.exclude_indices = x;
-  }
+  set_exclusion(a, indptr, indices);
   return a;
 }
 
@@ -155,11 +161,13 @@ void cross_features_cpu(py::handle user, py::handle items, py::handle candidates
 }
 
 #ifdef GENRE_SERVE_WITH_CUDA
-// CUDA entry points take device pointers (ints) plus the shapes the wrapper
-// validated; outputs come back as host numpy arrays.
+// CUDA entry points take the vectors and tables as device pointers (ints,
+// from __cuda_array_interface__) plus the shapes the wrapper validated, and
+// the small per-call inputs as host numpy arrays (checked here, staged to the
+// device by the kernels); outputs come back as host numpy arrays.
 py::tuple fused_topk_cuda(uintptr_t user_cf, uintptr_t item_cf, int64_t dc, uintptr_t user_ct,
-                          uintptr_t item_ct, int64_t dt, uintptr_t w_cf, uintptr_t w_ct, int64_t batch,
-                          int64_t num_items, int64_t k, uintptr_t indptr, uintptr_t indices) {
+                          uintptr_t item_ct, int64_t dt, py::handle w_cf, py::handle w_ct, int64_t batch,
+                          int64_t num_items, int64_t k, py::handle indptr, py::handle indices) {
   FusedTopKArgs a;
   a.user_cf = reinterpret_cast<const float*>(user_cf);
   a.item_cf = reinterpret_cast<const float*>(item_cf);
@@ -167,13 +175,17 @@ py::tuple fused_topk_cuda(uintptr_t user_cf, uintptr_t item_cf, int64_t dc, uint
   a.user_ct = reinterpret_cast<const float*>(user_ct);
   a.item_ct = reinterpret_cast<const float*>(item_ct);
   a.dt = dt;
-  a.w_cf = reinterpret_cast<const float*>(w_cf);
-  a.w_ct = reinterpret_cast<const float*>(w_ct);
+  auto wcf = expect<float>(w_cf, "w_cf", 1);
+  auto wct = expect<float>(w_ct, "w_ct", 1);
+  check_dim("w_cf", wcf.shape(0), batch, "length");
+  check_dim("w_ct", wct.shape(0), batch, "length");
+  a.w_cf = wcf.data();
+  a.w_ct = wct.data();
   a.batch = batch;
   a.num_items = num_items;
+  if (k < 0) throw std::invalid_argument("k: must be positive");
   a.k = k;
-  a.exclude_indptr = reinterpret_cast<const int64_t*>(indptr);
-  a.exclude_indices = reinterpret_cast<const int64_t*>(indices);
+  set_exclusion(a, indptr, indices);
   CArray<int64_t> out_idx({batch, k});
   CArray<float> out_score({batch, k});
   a.out_indices = out_idx.mutable_data();
@@ -185,22 +197,33 @@ py::tuple fused_topk_cuda(uintptr_t user_cf, uintptr_t item_cf, int64_t dc, uint
   return py::make_tuple(out_idx, out_score);
 }
 
-void cross_features_cuda(uintptr_t user, uintptr_t items, uintptr_t candidates, uintptr_t scores,
-                         int64_t batch, int64_t num_items, int64_t dim, int64_t num_candidates,
-                         py::handle out) {
+// scores: None, a device pointer (int), or a host float32 [batch, num_candidates] array.
+void cross_features_cuda(uintptr_t user, uintptr_t items, py::handle candidates, py::handle scores,
+                         int64_t batch, int64_t num_items, int64_t dim, py::handle out) {
   auto o = expect<float>(out, "out", 3);
+  auto c = expect<int64_t>(candidates, "candidates", 2);
   CrossFeaturesArgs a;
   a.user = reinterpret_cast<const float*>(user);
   a.items = reinterpret_cast<const float*>(items);
-  a.candidates = reinterpret_cast<const int64_t*>(candidates);
-  a.scores = reinterpret_cast<const float*>(scores);
   a.batch = batch;
   a.num_items = num_items;
   a.dim = dim;
-  a.num_candidates = num_candidates;
+  a.num_candidates = c.shape(1);
+  check_dim("candidates", c.shape(0), batch, "batch");
+  genre::check_candidates(c.data(), c.size(), num_items);
+  a.candidates = c.data();
+  if (py::isinstance<py::array>(scores)) {
+    auto s = expect<float>(scores, "scores", 2);
+    check_dim("scores", s.shape(0), batch, "batch");
+    check_dim("scores", s.shape(1), a.num_candidates, "number of candidates");
+    a.scores = s.data();
+    a.scores_on_host = true;
+  } else if (!scores.is_none()) {
+    a.scores = reinterpret_cast<const float*>(scores.cast<uintptr_t>());
+  }
   check_dim("out", o.shape(0), batch, "batch");
-  check_dim("out", o.shape(1), num_candidates, "number of candidates");
-  check_dim("out", o.shape(2), 4 * dim + (scores ? 1 : 0), "feature size");
+  check_dim("out", o.shape(1), a.num_candidates, "number of candidates");
+  check_dim("out", o.shape(2), 4 * dim + (a.scores ? 1 : 0), "feature size");
   a.out = o.mutable_data();
   py::gil_scoped_release release;
   genre::cross_features_cuda(a);
@@ -229,7 +252,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("num_items"), py::arg("k"), py::arg("exclude_indptr"), py::arg("exclude_indices"));
   m.def("cross_features_cuda", &cross_features_cuda, py::kw_only(), py::arg("user"), py::arg("items"),
         py::arg("candidates"), py::arg("scores"), py::arg("batch"), py::arg("num_items"), py::arg("dim"),
-        py::arg("num_candidates"), py::arg("out"));
+        py::arg("out"));
   register_device_array(m);
 #else
   m.def("has_cuda", []() { return false; }, "Whether the CUDA kernels were compiled in.");

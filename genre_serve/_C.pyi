@@ -59,9 +59,10 @@ def has_cuda() -> bool:
 def cuda_device_count() -> int:
     """Visible CUDA devices (0 without a CUDA build)."""
 
-# Built only with CUDA (has_cuda() is True). Arrays are device pointers
-# (integers, 0 for None) the wrapper took from __cuda_array_interface__;
-# results come back as host numpy arrays.
+# Built only with CUDA (has_cuda() is True). Vectors and tables are device
+# pointers (integers, 0 for None) the wrapper took from __cuda_array_interface__;
+# the small per-call inputs are host numpy arrays, staged to the device by the
+# extension; results come back as host numpy arrays.
 def fused_topk_cuda(
     *,
     user_cf: int,
@@ -70,34 +71,35 @@ def fused_topk_cuda(
     user_ct: int,
     item_ct: int,
     dim_ct: int,
-    w_cf: int,
-    w_ct: int,
+    w_cf: F32,
+    w_ct: F32,
     batch: int,
     num_items: int,
     k: int,
-    exclude_indptr: int,
-    exclude_indices: int,
+    exclude_indptr: I64 | None,
+    exclude_indices: I64 | None,
 ) -> tuple[I64, F32]:
-    """fused_topk_cpu on device arrays: float32 user_cf [batch, dim_cf],
+    """fused_topk_cpu on device tables: float32 user_cf [batch, dim_cf],
     item_cf [num_items, dim_cf], user_ct [batch, dim_ct], item_ct
-    [num_items, dim_ct], w_cf / w_ct [batch]; exclude CSR int64; k <= 2048.
+    [num_items, dim_ct] on the device; host w_cf / w_ct [batch] and exclude
+    CSR int64 (checked like fused_topk_cpu's); k <= 2048.
     Returns host int64 / float32 [batch, k]."""
 
 def cross_features_cuda(
     *,
     user: int,
     items: int,
-    candidates: int,
-    scores: int,
+    candidates: I64,
+    scores: int | F32 | None,
     batch: int,
     num_items: int,
     dim: int,
-    num_candidates: int,
     out: F32,
 ) -> None:
-    """cross_features_cpu on device arrays (user float32 [batch, dim], items
-    [num_items, dim], candidates int64 [batch, num_candidates], scores float32
-    [batch, num_candidates] or 0), written into the host array out."""
+    """cross_features_cpu on device user float32 [batch, dim] and items
+    [num_items, dim], with host candidates int64 [batch, num_candidates]
+    (range-checked) and scores float32 [batch, num_candidates] as a device
+    pointer, a host array or None; written into the host array out."""
 
 class DeviceArray:
     """A numpy array copied to the GPU, freed with the object; exposes

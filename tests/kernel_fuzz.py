@@ -90,10 +90,12 @@ def fused_cases(draw):
     return args
 
 
-def _same_verdict(kernel, reference, args: dict):
-    """Runs the reference, then the kernel: both raise the same TypeError or
-    ValueError (returns None), or both return ((kernel result, reference result))."""
+def _same_verdict(kernel, reference, args: dict, device: str = "auto"):
+    """Runs the reference, then the kernel on `device`: both raise the same
+    TypeError or ValueError (returns None), or both return ((kernel result,
+    reference result))."""
     reference_args = {k: v for k, v in args.items() if k != "num_threads"}
+    args = args | {"device": device}
     try:
         want = reference(**reference_args)
     except (TypeError, ValueError) as expected:
@@ -105,9 +107,9 @@ def _same_verdict(kernel, reference, args: dict):
     return kernel(**args), want
 
 
-def check_fused(args: dict) -> str:
+def check_fused(args: dict, device: str = "auto") -> str:
     """'raised' or 'returned'; fails when the kernel and the reference disagree."""
-    both = _same_verdict(fused_topk, fused_topk_reference, args)
+    both = _same_verdict(fused_topk, fused_topk_reference, args, device)
     if both is None:
         return "raised"
     got, want = both
@@ -148,8 +150,8 @@ def cross_cases(draw):
     return args
 
 
-def check_cross(args: dict) -> str:
-    both = _same_verdict(cross_features, cross_features_reference, args)
+def check_cross(args: dict, device: str = "auto") -> str:
+    both = _same_verdict(cross_features, cross_features_reference, args, device)
     if both is None:
         return "raised"
     got, want = both

@@ -47,6 +47,7 @@ struct CrossFeaturesArgs {
   int64_t batch = 0, num_items = 0, dim = 0, num_candidates = 0;
   float* out = nullptr;  // [B, K, 4D (+1)]
   int num_threads = 0;
+  bool scores_on_host = false;  // CUDA only: scores is a host pointer to stage
 };
 
 void cross_features_cpu(const CrossFeaturesArgs& args);
@@ -55,8 +56,11 @@ void cross_features_cpu(const CrossFeaturesArgs& args);
 void check_candidates(const int64_t* candidates, int64_t count, int64_t num_items);
 
 #ifdef GENRE_SERVE_WITH_CUDA
-// Same semantics; every pointer of args is a device pointer except the outputs,
-// which are host pointers the results are copied to.
+// Same semantics. The vectors and tables (user_*, item_*, user, items, and
+// scores unless scores_on_host) are device pointers; the small per-call inputs
+// that the wrapper validates on the host (w_cf, w_ct, the exclusion CSR,
+// candidates) are host pointers, staged to the device in one pooled
+// allocation; the outputs are host pointers the results are copied to.
 void fused_topk_cuda(const FusedTopKArgs& args);
 void cross_features_cuda(const CrossFeaturesArgs& args);
 int cuda_device_count();

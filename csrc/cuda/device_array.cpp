@@ -29,7 +29,13 @@ class DeviceArray {
   }
 
   uintptr_t ptr() const { return reinterpret_cast<uintptr_t>(buffer_->get()); }
-  py::tuple shape() const { return py::cast(shape_); }
+  // Built by hand: casting the std::vector needs pybind11/stl.h, and without it
+  // the cast fails at run time (seen on the first GPU run: "Unregistered type").
+  py::tuple shape() const {
+    py::tuple t(shape_.size());
+    for (size_t i = 0; i < shape_.size(); ++i) t[i] = py::int_(shape_[i]);
+    return t;
+  }
 
   py::dict interface() const {
     py::dict d;

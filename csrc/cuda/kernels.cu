@@ -1,19 +1,25 @@
 // CUDA fused top-K and cross features; same semantics as the CPU kernels.
 //
-// fused_topk runs in two launches. scan: a grid of (splits, users) blocks; each
-// block scores one contiguous split of the catalog for one user and keeps a
-// block-wide pool in shared memory (the current best k plus room for one round
-// of new candidates); when the pool may overflow it is bitonic-sorted and cut
-// back to k, and the k-th best becomes the admission bar. merge: one block per
-// user streams the splits' k-lists through the same pool. Memory beyond the
-// inputs is B x splits x k candidates, never B x N scores.
+// fused_topk runs in two launches. scan: a grid of (splits, user groups)
+// blocks; each block scores one contiguous split of the catalog for a group of
+// up to kMaxUsersPerBlock users, so that an item row read from memory serves
+// all of them. A warp scores 32 items at a time: its lanes read each row in
+// coalesced 128-byte runs and a butterfly of shuffles sums the dot product.
+// Each user keeps a block-wide pool in shared memory (the current best k plus
+// room for one round of new candidates); when a pool may overflow it is
+// bitonic-sorted and cut back to k, and the k-th best becomes that user's
+// admission bar. merge: one block per user streams the splits' k-lists
+// through the same kind of pool. Memory beyond the inputs is
+// B x splits x k candidates, never B x N scores.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/kernels.h"
 #include "cuda/cuda_check.h"
@@ -21,7 +27,9 @@
 namespace genre {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 256;  // 8 warps: a round scores 256 items, one per thread
+constexpr int kMaxUsersPerBlock = 8;  // a power of two
+constexpr int kItemsPerStep = 4;  // rows a warp reads at once
 constexpr int64_t kMaxK = 2048;  // pool of at most 4096 candidates: 32 KiB of shared memory
 
 struct Cand {
@@ -63,6 +71,22 @@ struct Pool {
   int k;
 };
 
+// Sorts a pool that may overflow in the next round, keeps its best k and
+// makes the k-th best the admission bar. Called by the whole block.
+__device__ void cut_back(Pool p, int* filled, Cand* bar, int* has_bar) {
+  bitonic_sort(p.slots, p.size);
+  for (int j = p.k + threadIdx.x; j < p.size; j += blockDim.x) p.slots[j] = Cand{0.f, -1};
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    *filled = min(*filled, p.k);
+    if (*filled == p.k) {
+      *bar = p.slots[p.k - 1];
+      *has_bar = 1;
+    }
+  }
+  __syncthreads();
+}
+
 template <typename Source>
 __device__ void pool_select(Pool p, int64_t count, Source src, int* filled, Cand* bar, int* has_bar) {
   for (int i = threadIdx.x; i < p.size; i += blockDim.x) p.slots[i] = Cand{0.f, -1};
@@ -78,19 +102,12 @@ __device__ void pool_select(Pool p, int64_t count, Source src, int* filled, Cand
       p.slots[atomicAdd(filled, 1)] = c;
     }
     __syncthreads();
-    if (*filled > p.size - int(blockDim.x)) {
-      bitonic_sort(p.slots, p.size);
-      for (int j = p.k + threadIdx.x; j < p.size; j += blockDim.x) p.slots[j] = Cand{0.f, -1};
-      __syncthreads();
-      if (threadIdx.x == 0) {
-        *filled = min(*filled, p.k);
-        if (*filled == p.k) {
-          *bar = p.slots[p.k - 1];
-          *has_bar = 1;
-        }
-      }
-      __syncthreads();
-    }
+    // Every thread reads the fill level before any thread can add to it in the
+    // next round: without the second barrier a fast thread's atomicAdd could
+    // make a slow thread take the branch alone and split the block's barriers.
+    const bool full = *filled > p.size - int(blockDim.x);
+    __syncthreads();
+    if (full) cut_back(p, filled, bar, has_bar);
   }
   bitonic_sort(p.slots, p.size);
 }
@@ -124,31 +141,104 @@ __device__ bool is_excluded(const ScanParams& p, int b, int n) {
   return lo < p.ex_indptr[b + 1] && p.ex_indices[lo] == n;
 }
 
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+template <int kUsers>  // users per block: 1, 2, 4 or 8
 __global__ void scan_kernel(ScanParams p, Cand* partial) {
   extern __shared__ unsigned char smem[];
-  Cand* slots = reinterpret_cast<Cand*>(smem);
-  float* u = reinterpret_cast<float*>(slots + p.pool_size);
-  __shared__ int filled, has_bar;
-  __shared__ Cand bar;
-  const int b = blockIdx.y, s = blockIdx.x;
-  const int dcu = p.item_cf ? p.dc : 0, dtu = p.item_ct ? p.dt : 0;
-  for (int d = threadIdx.x; d < dcu; d += blockDim.x) u[d] = p.w_cf[b] * p.user_cf[int64_t(b) * p.dc + d];
-  for (int d = threadIdx.x; d < dtu; d += blockDim.x) u[dcu + d] = p.w_ct[b] * p.user_ct[int64_t(b) * p.dt + d];
-  const int begin = s * p.split_len;
-  const int end = min(p.num_items, begin + p.split_len);
-  auto src = [&](int64_t i, Cand* c) {
-    const int n = begin + int(i);
-    float sc = 0.f;
-    const float* row = p.item_cf + int64_t(n) * dcu;
-    for (int d = 0; d < dcu; ++d) sc += u[d] * __ldg(row + d);
-    row = p.item_ct + int64_t(n) * dtu;
-    for (int d = 0; d < dtu; ++d) sc += u[dcu + d] * __ldg(row + d);
-    *c = Cand{sc, n};
-    return !is_excluded(p, b, n);
-  };
-  pool_select(Pool{slots, p.pool_size, p.k}, max(0, end - begin), src, &filled, &bar, &has_bar);
-  Cand* out = partial + (int64_t(b) * p.splits + s) * p.k;
-  for (int i = threadIdx.x; i < p.k; i += blockDim.x) out[i] = slots[i];
+  __shared__ int filled[kUsers], has_bar[kUsers];
+  __shared__ Cand bar[kUsers];
+  const int s = blockIdx.x, b0 = blockIdx.y * kUsers;
+  const int users = min(kUsers, p.batch - b0);  // the same for the whole block
+  const int dcu = p.item_cf ? p.dc : 0, dtu = p.item_ct ? p.dt : 0, dim = dcu + dtu;
+  Cand* pools = reinterpret_cast<Cand*>(smem);  // [kUsers][pool_size]
+  float* u = reinterpret_cast<float*>(pools + kUsers * p.pool_size);  // [kUsers][dim], weighted
+  for (int i = threadIdx.x; i < users * dim; i += blockDim.x) {
+    const int b = b0 + i / dim, d = i % dim;
+    u[i] = d < dcu ? p.w_cf[b] * p.user_cf[int64_t(b) * p.dc + d]
+                   : p.w_ct[b] * p.user_ct[int64_t(b) * p.dt + (d - dcu)];
+  }
+  for (int i = threadIdx.x; i < users * p.pool_size; i += blockDim.x) pools[i] = Cand{0.f, -1};
+  if (threadIdx.x < kUsers) {
+    filled[threadIdx.x] = 0;
+    has_bar[threadIdx.x] = 0;
+  }
+  __syncthreads();
+
+  const int begin = s * p.split_len, end = min(p.num_items, begin + p.split_len);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int base = begin; base < end; base += blockDim.x) {
+    // Each warp scores 32 consecutive items; lane j keeps item j's scores.
+    const int first = base + warp * 32, count = min(32, end - first);
+    float mine[kUsers];
+    for (int j0 = 0; j0 < count; j0 += kItemsPerStep) {
+      // kItemsPerStep rows at a time: their loads are in flight together.
+      float acc[kItemsPerStep][kUsers];
+#pragma unroll
+      for (int q = 0; q < kItemsPerStep; ++q) {
+#pragma unroll
+        for (int t = 0; t < kUsers; ++t) acc[q][t] = 0.f;
+      }
+      for (int d = lane; d - lane < dim; d += 32) {
+        if (d >= dim) continue;
+        float x[kItemsPerStep];
+#pragma unroll
+        for (int q = 0; q < kItemsPerStep; ++q) {
+          const int64_t n = first + j0 + q;
+          x[q] = j0 + q >= count ? 0.f
+                 : d < dcu     ? __ldg(p.item_cf + n * dcu + d)
+                               : __ldg(p.item_ct + n * dtu + (d - dcu));
+        }
+#pragma unroll
+        for (int t = 0; t < kUsers; ++t) {
+          if (t < users) {
+            const float ut = u[t * dim + d];
+#pragma unroll
+            for (int q = 0; q < kItemsPerStep; ++q) acc[q][t] += x[q] * ut;
+          }
+        }
+      }
+#pragma unroll
+      for (int q = 0; q < kItemsPerStep; ++q) {
+#pragma unroll
+        for (int t = 0; t < kUsers; ++t) {
+          if (t < users) {
+            const float total = warp_sum(acc[q][t]);
+            if (lane == j0 + q) mine[t] = total;
+          }
+        }
+      }
+    }
+    const int n = first + lane;
+#pragma unroll
+    for (int t = 0; t < kUsers; ++t) {
+      if (t < users && lane < count) {
+        const Cand c{mine[t], n};
+        if (c.score == c.score && !is_excluded(p, b0 + t, n) && (!has_bar[t] || cbetter(c, bar[t]))) {
+          pools[t * p.pool_size + atomicAdd(&filled[t], 1)] = c;
+        }
+      }
+    }
+    __syncthreads();
+    // As in pool_select: every thread reads the fill levels before any can add.
+    unsigned full = 0;
+    for (int t = 0; t < users; ++t) {
+      if (filled[t] > p.pool_size - int(blockDim.x)) full |= 1u << t;
+    }
+    __syncthreads();
+    for (int t = 0; t < users; ++t) {
+      if (full >> t & 1u) cut_back(Pool{pools + t * p.pool_size, p.pool_size, p.k}, &filled[t], &bar[t], &has_bar[t]);
+    }
+  }
+  for (int t = 0; t < users; ++t) {
+    Cand* pool = pools + t * p.pool_size;
+    bitonic_sort(pool, p.pool_size);
+    Cand* out = partial + (int64_t(b0 + t) * p.splits + s) * p.k;
+    for (int i = threadIdx.x; i < p.k; i += blockDim.x) out[i] = pool[i];
+  }
 }
 
 __global__ void merge_kernel(ScanParams p, const Cand* partial, int64_t* out_idx, float* out_score) {
@@ -191,6 +281,38 @@ __global__ void cross_kernel(CrossFeaturesArgs a, int64_t F) {
   if (a.scores && threadIdx.x == 0) o[4 * D] = a.scores[r];
 }
 
+// The small per-call host inputs (fusion weights, exclusions, candidates),
+// copied into one pooled scratch allocation: no cudaMalloc and no
+// synchronizing cudaFree per input and call.
+class HostStage {
+ public:
+  template <typename T>
+  void add(const T* host, int64_t count, const T** device) {
+    if (!host || count <= 0) return;  // *device stays as it is (null: none)
+    parts_.push_back(Part{host, size_t(count) * sizeof(T), offset_, reinterpret_cast<const void**>(device)});
+    offset_ += (size_t(count) * sizeof(T) + 15) / 16 * 16;
+  }
+  void upload() {
+    if (!offset_) return;
+    buffer_ = std::make_unique<ScratchBuffer>(offset_);
+    char* base = static_cast<char*>(buffer_->get());
+    for (const Part& part : parts_) {
+      GENRE_CUDA_CHECK(cudaMemcpyAsync(base + part.offset, part.host, part.bytes, cudaMemcpyHostToDevice, 0));
+      *part.device = base + part.offset;
+    }
+  }
+
+ private:
+  struct Part {
+    const void* host;
+    size_t bytes, offset;
+    const void** device;
+  };
+  std::vector<Part> parts_;
+  size_t offset_ = 0;
+  std::unique_ptr<ScratchBuffer> buffer_;
+};
+
 int pool_size_for(int64_t k) {
   int size = 1;
   while (size < k + kThreads) size <<= 1;
@@ -228,29 +350,49 @@ void fused_topk_cuda(const FusedTopKArgs& a) {
   p.user_ct = a.user_ct;
   p.item_ct = a.item_ct;
   p.dt = int(a.dt);
-  p.w_cf = a.w_cf;
-  p.w_ct = a.w_ct;
+  // Weights and exclusions arrive on the host (see common/kernels.h).
+  HostStage stage;
+  stage.add(a.w_cf, B, &p.w_cf);
+  stage.add(a.w_ct, B, &p.w_ct);
+  const int64_t excluded = a.exclude_indptr ? a.exclude_indptr[B] : 0;
+  if (a.exclude_indptr) {
+    stage.add(a.exclude_indptr, B + 1, &p.ex_indptr);
+    // An empty index list still needs a valid pointer next to a real indptr.
+    if (excluded > 0) stage.add(a.exclude_indices, excluded, &p.ex_indices);
+  }
+  stage.upload();
   p.batch = int(B);
   p.num_items = int(N);
   p.k = int(k_eff);
   p.pool_size = pool_size_for(k_eff);
-  p.ex_indptr = a.exclude_indptr;
-  p.ex_indices = a.exclude_indices;
+  const int dim = (a.item_cf ? p.dc : 0) + (a.item_ct ? p.dt : 0);
+  const size_t pool_bytes = size_t(p.pool_size) * sizeof(Cand);
+  const size_t per_user = pool_bytes + size_t(dim) * sizeof(float);
+  int max_smem = 0;
+  GENRE_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (per_user + 1024 > size_t(max_smem)) {
+    throw std::invalid_argument("fused_topk: k and the vector dimensions need more shared memory than this GPU has");
+  }
+  // Users per block: B rounded up to a power of two, at most 8 and no more
+  // than fit in 96 KiB of shared memory (two blocks per multiprocessor); an
+  // item row read from memory then serves them all.
+  int users = 1;
+  while (users < kMaxUsersPerBlock && users < B && size_t(2 * users) * per_user <= 96 * 1024) users *= 2;
+  const int64_t groups = (B + users - 1) / users;
   // Enough blocks to fill the GPU a few times over, each scanning >= 4 rounds.
-  const int64_t want = std::max<int64_t>(1, (4 * int64_t(sms) + B - 1) / B);
+  const int64_t want = std::max<int64_t>(1, (4 * int64_t(sms) + groups - 1) / groups);
   const int64_t max_splits = std::max<int64_t>(1, N / (4 * kThreads));
   p.splits = int(std::min(want, max_splits));
   p.split_len = int((N + p.splits - 1) / p.splits);
 
-  const int dim = (a.item_cf ? p.dc : 0) + (a.item_ct ? p.dt : 0);
-  const size_t pool_bytes = size_t(p.pool_size) * sizeof(Cand);
-  const size_t scan_smem = pool_bytes + size_t(dim) * sizeof(float);
+  const size_t scan_smem = size_t(users) * per_user;
+  auto scan = users == 1 ? scan_kernel<1> : users == 2 ? scan_kernel<2> : users == 4 ? scan_kernel<4> : scan_kernel<8>;
   if (scan_smem > 48 * 1024) {
-    GENRE_CUDA_CHECK(cudaFuncSetAttribute(scan_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem)));
+    GENRE_CUDA_CHECK(cudaFuncSetAttribute(scan, cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem)));
   }
-  DeviceBuffer partial(size_t(B) * p.splits * k_eff * sizeof(Cand));
-  DeviceBuffer idx(size_t(B) * k_eff * sizeof(int64_t)), score(size_t(B) * k_eff * sizeof(float));
-  scan_kernel<<<dim3(p.splits, unsigned(B)), kThreads, scan_smem>>>(p, static_cast<Cand*>(partial.get()));
+  ScratchBuffer partial(size_t(B) * p.splits * k_eff * sizeof(Cand));
+  ScratchBuffer idx(size_t(B) * k_eff * sizeof(int64_t)), score(size_t(B) * k_eff * sizeof(float));
+  scan<<<dim3(p.splits, unsigned(groups)), kThreads, scan_smem>>>(p, static_cast<Cand*>(partial.get()));
   GENRE_CUDA_CHECK(cudaGetLastError());
   merge_kernel<<<unsigned(B), kThreads, pool_bytes>>>(p, static_cast<const Cand*>(partial.get()),
                                                       static_cast<int64_t*>(idx.get()), static_cast<float*>(score.get()));
@@ -267,9 +409,14 @@ void cross_features_cuda(const CrossFeaturesArgs& a) {
   const int64_t F = 4 * a.dim + (a.scores ? 1 : 0);
   if (rows == 0) return;
   if (rows > int64_t(std::numeric_limits<int>::max())) throw std::invalid_argument("cross_features: too many rows for CUDA");
-  DeviceBuffer out(size_t(rows) * F * sizeof(float));
+  ScratchBuffer out(size_t(rows) * F * sizeof(float));
   CrossFeaturesArgs d = a;
   d.out = static_cast<float*>(out.get());
+  // Candidates (and scores given as a host array) arrive on the host.
+  HostStage stage;
+  stage.add(a.candidates, rows, &d.candidates);
+  if (a.scores_on_host) stage.add(a.scores, rows, &d.scores);
+  stage.upload();
   cross_kernel<<<unsigned(rows), 128>>>(d, F);
   GENRE_CUDA_CHECK(cudaGetLastError());
   GENRE_CUDA_CHECK(cudaMemcpy(a.out, out.get(), out.bytes(), cudaMemcpyDeviceToHost));

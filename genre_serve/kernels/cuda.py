@@ -1,9 +1,12 @@
 """CUDA backend: the same kernels on device arrays.
 
-Inputs may be numpy arrays (copied to the GPU for the call) or objects with
-``__cuda_array_interface__`` (torch/cupy tensors, :class:`genre_serve._C.DeviceArray`),
-used in place. Results are returned as host numpy arrays: a top-K answer is
-B x k, small next to the item tables that stay on the device.
+Vectors and tables may be numpy arrays (copied to the GPU for the call) or
+objects with ``__cuda_array_interface__`` (torch/cupy tensors,
+:class:`genre_serve._C.DeviceArray`), used in place. The small per-call inputs
+that are validated on the host (fusion weights, exclusions, candidates, host
+scores) go to the extension as numpy arrays, which stages them in one pooled
+device allocation. Results are returned as host numpy arrays: a top-K answer
+is B x k, small next to the item tables that stay on the device.
 """
 
 from __future__ import annotations
@@ -38,29 +41,29 @@ def fused_topk(p: FusedProblem, num_threads: int) -> tuple[np.ndarray, np.ndarra
         user_ct=_device_ptr(p.user_ct if fused else None, keep),
         item_ct=_device_ptr(p.item_ct if p.read_ct else None, keep),
         dim_ct=p.dim_ct,
-        w_cf=_device_ptr(p.w_cf, keep),
-        w_ct=_device_ptr(p.w_ct, keep),
+        w_cf=p.w_cf,
+        w_ct=p.w_ct,
         batch=p.batch,
         num_items=p.num_items,
         k=p.k,
-        exclude_indptr=_device_ptr(indptr, keep),
-        exclude_indices=_device_ptr(indices, keep),
+        exclude_indptr=indptr,
+        exclude_indices=indices,
     )
 
 
 def cross_features(p: CrossProblem, out: np.ndarray, num_threads: int) -> np.ndarray:
     del num_threads
     keep: list = []
-    batch, candidates, _ = p.out_shape
+    batch = p.out_shape[0]
+    scores = p.scores if p.scores is None or isinstance(p.scores, np.ndarray) else _device_ptr(p.scores, keep)
     _C.cross_features_cuda(
         user=_device_ptr(p.user, keep),
         items=_device_ptr(p.items, keep),
-        candidates=_device_ptr(p.candidates, keep),
-        scores=_device_ptr(p.scores, keep),
+        candidates=p.candidates,
+        scores=scores,
         batch=batch,
         num_items=p.num_items,
         dim=p.dim,
-        num_candidates=candidates,
         out=out,
     )
     return out
