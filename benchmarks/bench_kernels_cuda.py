@@ -14,6 +14,9 @@ and written, fp32 matmul FLOP/s with TF32 off) are measured in the same run.
 
 Contenders:
   genre_cuda   genre_serve.kernels.fused_topk / cross_features, device="cuda"
+               (batches of 2 users and more: cuBLAS score tiles + our selection)
+  genre_scan   the same call held to the scan kernel (GENRE_SERVE_CUDA_GEMM_MIN_BATCH)
+  genre_gemm   the same call sent through the cuBLAS tiles at any batch size
   torch        matmul (+ the second space), exclusions set to -inf, torch.topk
   torch_cat    one matmul over alpha-weighted concatenated vectors (the table
                concatenated once, outside the timing), then the same
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -33,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genre_serve import _C
 from genre_serve.kernels import cross_features, fused_topk
 
 K = 100
@@ -45,6 +50,30 @@ QUICK_TOPK_SIZES = [(1, 20_000, 32), (16, 20_000, 32)]
 CROSS_SIZES = [(64, 100, 64), (256, 200, 128)]
 QUICK_CROSS_SIZES = [(8, 20, 16)]
 CROSS_ITEMS = 100_000
+GEMM_MIN_BATCH_ENV = "GENRE_SERVE_CUDA_GEMM_MIN_BATCH"
+GEMM_MIN_BATCH = 2  # the extension's default (csrc/cuda/kernels.cu)
+
+
+def gemm_min_batch(fn, value: int):
+    """fn with every fused_topk call inside under GENRE_SERVE_CUDA_GEMM_MIN_BATCH=value."""
+
+    def run():
+        before = os.environ.get(GEMM_MIN_BATCH_ENV)
+        os.environ[GEMM_MIN_BATCH_ENV] = str(value)
+        try:
+            return fn()
+        finally:
+            if before is None:
+                del os.environ[GEMM_MIN_BATCH_ENV]
+            else:
+                os.environ[GEMM_MIN_BATCH_ENV] = before
+
+    return run
+
+
+def cuda_gemm_available() -> bool:
+    """False for builds older than the cuBLAS path too (the A/B's baseline)."""
+    return bool(getattr(_C, "cuda_gemm_available", lambda: False)())
 
 
 def sync(device: str) -> None:
@@ -115,6 +144,12 @@ class TopKCase:
             kw = dict(user_ct=self.user_ct, item_ct=self.item_ct, alpha=ALPHA, exclude_csr=self.exclude_csr)
         return lambda: fused_topk(self.user_cf, self.item_cf, K, device="cuda", **kw)
 
+    def genre_scan(self):
+        return gemm_min_batch(self.genre_cuda(), 2**31)
+
+    def genre_gemm(self):
+        return gemm_min_batch(self.genre_cuda(), 1)
+
     def genre_cpu(self):
         kw = {}
         if self.fused:
@@ -160,12 +195,15 @@ def bench_topk(rng, repeats: int, device: str, roof: dict, sizes, fused: bool) -
     rows = []
     for batch, items, dim in sizes:
         case = TopKCase(batch, items, dim, fused, rng, device)
-        contenders = {name: getattr(case, name)() for name in ("genre_cuda", "torch", "torch_cat", "genre_cpu")}
+        names = ("genre_cuda", "genre_scan", "genre_gemm", "torch", "torch_cat", "genre_cpu")
+        contenders = {name: getattr(case, name)() for name in names}
         reference = contenders["torch"]()
         agree = {name: agreement(fn(), reference) for name, fn in contenders.items()}
         reps = max(5, repeats // 3) if batch * items >= 100_000_000 else repeats
         t = timeit(contenders, reps, device)
+        gemm = device == "cuda" and batch >= GEMM_MIN_BATCH and cuda_gemm_available()
         row = {"case": case.name, "batch": batch, "items": items, "dim": dim, "fused": fused, "repeats": reps,
+               "genre_cuda_path": "cublas tiles + select" if gemm else "scan",
                "ms": {n: 1e3 * s for n, s in t.items()}, "agreement_with_torch": agree,
                "genre_cuda_vs_torch": t["torch"] / t["genre_cuda"],
                "genre_cuda_vs_best_torch": min(t["torch"], t["torch_cat"]) / t["genre_cuda"],
@@ -217,7 +255,7 @@ def bench_cross(rng, repeats: int, device: str, sizes) -> list[dict]:
 
 def machine(device: str) -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "cpu_threads": torch.get_num_threads(), "device": device}
+            "cpu_threads": torch.get_num_threads(), "device": device, "cuda_gemm_available": cuda_gemm_available()}
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info |= {"gpu": props.name, "sms": props.multi_processor_count, "gpu_memory_GiB": props.total_memory / 2**30,
@@ -228,12 +266,14 @@ def machine(device: str) -> dict:
 def print_tables(result: dict) -> None:
     r = result["roofs"]
     print(f"\nroofs: copy {r['copy_GBps']:.0f} GB/s (read+write), fp32 matmul {r['fp32_matmul_TFLOPs']:.1f} TFLOP/s")
-    print("\n| case | genre_cuda ms | torch ms | torch_cat ms | genre_cpu ms | vs best torch | vs genre_cpu "
-          "| tables once, share of read roof | share of matmul roof |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| case | genre_cuda ms | path | genre_scan ms | genre_gemm ms | torch ms | torch_cat ms | genre_cpu ms "
+          "| vs best torch | vs genre_cpu | tables once, share of read roof | share of matmul roof |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in result["topk"]:
         ms = row["ms"]
-        print(f"| {row['case']} | {ms['genre_cuda']:.3f} | {ms['torch']:.3f} | {ms['torch_cat']:.3f} "
+        print(f"| {row['case']} | {ms['genre_cuda']:.3f} | {row['genre_cuda_path']} | {ms['genre_scan']:.3f} "
+              f"| {ms['genre_gemm']:.3f} "
+              f"| {ms['torch']:.3f} | {ms['torch_cat']:.3f} "
               f"| {ms['genre_cpu']:.3f} | {row['genre_cuda_vs_best_torch']:.2f}x "
               f"| {row['genre_cuda_vs_genre_cpu']:.1f}x "
               f"| {row['genre_cuda_tables_once_share_of_copy_roof']:.0%} "

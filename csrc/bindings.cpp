@@ -12,6 +12,9 @@
 #include <string>
 
 #include "common/kernels.h"
+#ifdef GENRE_SERVE_WITH_CUDA
+#include "cuda/gemm.h"
+#endif
 
 namespace py = pybind11;
 using genre::CrossFeaturesArgs;
@@ -245,6 +248,8 @@ PYBIND11_MODULE(_C, m) {
 #ifdef GENRE_SERVE_WITH_CUDA
   m.def("has_cuda", []() { return true; }, "Whether the CUDA kernels were compiled in.");
   m.def("cuda_device_count", []() { return genre::cuda_device_count(); });
+  m.def("cuda_gemm_available", []() { return genre::Gemm::for_current_device() != nullptr; },
+        "Whether fused_topk can score batches with cuBLAS (loaded at run time) on the current device.");
   // Device pointers are integers (from __cuda_array_interface__); every
   // argument is named, and genre_serve.kernels.cuda passes them by keyword.
   m.def("fused_topk_cuda", &fused_topk_cuda, py::kw_only(), py::arg("user_cf"), py::arg("item_cf"), py::arg("dim_cf"),
@@ -257,5 +262,7 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.def("has_cuda", []() { return false; }, "Whether the CUDA kernels were compiled in.");
   m.def("cuda_device_count", []() { return 0; });
+  m.def("cuda_gemm_available", []() { return false; },
+        "Whether fused_topk can score batches with cuBLAS (loaded at run time) on the current device.");
 #endif
 }

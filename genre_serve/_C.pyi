@@ -59,6 +59,11 @@ def has_cuda() -> bool:
 def cuda_device_count() -> int:
     """Visible CUDA devices (0 without a CUDA build)."""
 
+def cuda_gemm_available() -> bool:
+    """Whether fused_topk can score batches with cuBLAS (loaded at run time)
+    on the current device; False without a CUDA build or a GPU. Batches of 2
+    users and more (GENRE_SERVE_CUDA_GEMM_MIN_BATCH) then go through it."""
+
 # Built only with CUDA (has_cuda() is True). Vectors and tables are device
 # pointers (integers, 0 for None) the wrapper took from __cuda_array_interface__;
 # the small per-call inputs are host numpy arrays, staged to the device by the

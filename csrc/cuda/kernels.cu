@@ -11,10 +11,19 @@
 // admission bar. merge: one block per user streams the splits' k-lists
 // through the same kind of pool. Memory beyond the inputs is
 // B x splits x k candidates, never B x N scores.
+//
+// Batches of kGemmMinBatch users and more (GENRE_SERVE_CUDA_GEMM_MIN_BATCH
+// overrides it) are scored tile by tile instead: cuBLAS's sgemm writes the
+// scores of one tile of the catalog for every user (B x tile, at most
+// kMaxTileScores floats), and a select kernel streams each user's part of the
+// tile through the same pools; the merge is the same. A matrix product reuses
+// every row it loads across many users from registers, which the scan kernel
+// cannot. Without cuBLAS (gemm.cpp loads it at run time) the scan does it all.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -23,6 +32,7 @@
 
 #include "common/kernels.h"
 #include "cuda/cuda_check.h"
+#include "cuda/gemm.h"
 
 namespace genre {
 namespace {
@@ -30,6 +40,10 @@ namespace {
 constexpr int kThreads = 256;  // 8 warps: a round scores 256 items, one per thread
 constexpr int kMaxUsersPerBlock = 8;  // a power of two
 constexpr int kItemsPerStep = 4;  // rows a warp reads at once
+// From two users up the tiles were faster on an H200 (benchmarks/RESULTS.md);
+// for one user the scan kernel was as fast or faster.
+constexpr int64_t kGemmMinBatch = 2;
+constexpr int64_t kMaxTileScores = int64_t(32) << 20;  // 128 MiB of float32 scores per tile
 constexpr int64_t kMaxK = 2048;  // pool of at most 4096 candidates: 32 KiB of shared memory
 
 struct Cand {
@@ -241,6 +255,40 @@ __global__ void scan_kernel(ScanParams p, Cand* partial) {
   }
 }
 
+// One split of a score tile for one user (grid: splits of the tile x users):
+// the tile's scores are [B][len] row-major, item i of it is catalog item i0 + i.
+__global__ void select_kernel(ScanParams p, const float* scores, int i0, int len, int split0, int tile_splits,
+                              Cand* partial) {
+  extern __shared__ unsigned char smem[];
+  Cand* slots = reinterpret_cast<Cand*>(smem);
+  __shared__ int filled, has_bar;
+  __shared__ Cand bar;
+  const int b = blockIdx.y, s = blockIdx.x;
+  const int chunk = (len + tile_splits - 1) / tile_splits;
+  const int begin = min(len, s * chunk), end = min(len, begin + chunk);
+  const float* row = scores + int64_t(b) * len;
+  auto src = [&](int64_t i, Cand* c) {
+    const int j = begin + int(i);
+    *c = Cand{row[j], i0 + j};
+    return !is_excluded(p, b, i0 + j);
+  };
+  pool_select(Pool{slots, p.pool_size, p.k}, end - begin, src, &filled, &bar, &has_bar);
+  Cand* out = partial + (int64_t(b) * p.splits + split0 + s) * p.k;
+  for (int i = threadIdx.x; i < p.k; i += blockDim.x) out[i] = slots[i];
+}
+
+// The users' vectors times their fusion weights, per space: [B][dc] then [B][dt].
+__global__ void weigh_users_kernel(ScanParams p, int dcu, int dtu, float* weighted) {
+  const int b = blockIdx.x;
+  for (int d = threadIdx.x; d < dcu; d += blockDim.x) {
+    weighted[int64_t(b) * dcu + d] = p.w_cf[b] * p.user_cf[int64_t(b) * p.dc + d];
+  }
+  float* ct = weighted + int64_t(p.batch) * dcu;
+  for (int d = threadIdx.x; d < dtu; d += blockDim.x) {
+    ct[int64_t(b) * dtu + d] = p.w_ct[b] * p.user_ct[int64_t(b) * p.dt + d];
+  }
+}
+
 __global__ void merge_kernel(ScanParams p, const Cand* partial, int64_t* out_idx, float* out_score) {
   extern __shared__ unsigned char smem[];
   Cand* slots = reinterpret_cast<Cand*>(smem);
@@ -373,28 +421,58 @@ void fused_topk_cuda(const FusedTopKArgs& a) {
   if (per_user + 1024 > size_t(max_smem)) {
     throw std::invalid_argument("fused_topk: k and the vector dimensions need more shared memory than this GPU has");
   }
-  // Users per block: B rounded up to a power of two, at most 8 and no more
-  // than fit in 96 KiB of shared memory (two blocks per multiprocessor); an
-  // item row read from memory then serves them all.
-  int users = 1;
-  while (users < kMaxUsersPerBlock && users < B && size_t(2 * users) * per_user <= 96 * 1024) users *= 2;
-  const int64_t groups = (B + users - 1) / users;
-  // Enough blocks to fill the GPU a few times over, each scanning >= 4 rounds.
-  const int64_t want = std::max<int64_t>(1, (4 * int64_t(sms) + groups - 1) / groups);
-  const int64_t max_splits = std::max<int64_t>(1, N / (4 * kThreads));
-  p.splits = int(std::min(want, max_splits));
-  p.split_len = int((N + p.splits - 1) / p.splits);
+  const char* min_batch_env = std::getenv("GENRE_SERVE_CUDA_GEMM_MIN_BATCH");
+  const int64_t gemm_min_batch = min_batch_env ? std::atoll(min_batch_env) : kGemmMinBatch;
+  Gemm* gemm = B >= gemm_min_batch ? Gemm::for_current_device() : nullptr;
+  std::unique_ptr<ScratchBuffer> partial;
+  if (gemm) {
+    // Score tiles from cuBLAS, then the select kernel on each (see the top of this file).
+    const int dcu = a.item_cf ? p.dc : 0, dtu = a.item_ct ? p.dt : 0;
+    ScratchBuffer weighted(size_t(B) * (dcu + dtu) * sizeof(float));
+    float* users_cf = static_cast<float*>(weighted.get());
+    float* users_ct = users_cf + B * dcu;
+    weigh_users_kernel<<<unsigned(B), 128>>>(p, dcu, dtu, users_cf);
+    GENRE_CUDA_CHECK(cudaGetLastError());
+    const int64_t tile = std::min<int64_t>(N, std::max<int64_t>(4 * kThreads, kMaxTileScores / B));
+    const int64_t tiles = (N + tile - 1) / tile;
+    const int64_t want = std::max<int64_t>(1, (4 * int64_t(sms) + B - 1) / B);
+    const int tile_splits = int(std::min(want, std::max<int64_t>(1, tile / (4 * kThreads))));
+    p.splits = int(tiles * tile_splits);
+    ScratchBuffer scores(size_t(B) * tile * sizeof(float));
+    partial = std::make_unique<ScratchBuffer>(size_t(B) * p.splits * k_eff * sizeof(Cand));
+    float* s = static_cast<float*>(scores.get());
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t i0 = t * tile, len = std::min(tile, N - i0);
+      if (dcu) gemm->users_times_items(int(len), int(B), dcu, 1.f, a.item_cf + i0 * dcu, users_cf, 0.f, s);
+      if (dtu) gemm->users_times_items(int(len), int(B), dtu, 1.f, a.item_ct + i0 * dtu, users_ct, dcu ? 1.f : 0.f, s);
+      select_kernel<<<dim3(tile_splits, unsigned(B)), kThreads, pool_bytes>>>(
+          p, s, int(i0), int(len), int(t * tile_splits), tile_splits, static_cast<Cand*>(partial->get()));
+      GENRE_CUDA_CHECK(cudaGetLastError());
+    }
+  } else {
+    // Users per block: B rounded up to a power of two, at most 8 and no more
+    // than fit in 96 KiB of shared memory (two blocks per multiprocessor); an
+    // item row read from memory then serves them all.
+    int users = 1;
+    while (users < kMaxUsersPerBlock && users < B && size_t(2 * users) * per_user <= 96 * 1024) users *= 2;
+    const int64_t groups = (B + users - 1) / users;
+    // Enough blocks to fill the GPU a few times over, each scanning >= 4 rounds.
+    const int64_t want = std::max<int64_t>(1, (4 * int64_t(sms) + groups - 1) / groups);
+    const int64_t max_splits = std::max<int64_t>(1, N / (4 * kThreads));
+    p.splits = int(std::min(want, max_splits));
+    p.split_len = int((N + p.splits - 1) / p.splits);
 
-  const size_t scan_smem = size_t(users) * per_user;
-  auto scan = users == 1 ? scan_kernel<1> : users == 2 ? scan_kernel<2> : users == 4 ? scan_kernel<4> : scan_kernel<8>;
-  if (scan_smem > 48 * 1024) {
-    GENRE_CUDA_CHECK(cudaFuncSetAttribute(scan, cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem)));
+    const size_t scan_smem = size_t(users) * per_user;
+    auto scan = users == 1 ? scan_kernel<1> : users == 2 ? scan_kernel<2> : users == 4 ? scan_kernel<4> : scan_kernel<8>;
+    if (scan_smem > 48 * 1024) {
+      GENRE_CUDA_CHECK(cudaFuncSetAttribute(scan, cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem)));
+    }
+    partial = std::make_unique<ScratchBuffer>(size_t(B) * p.splits * k_eff * sizeof(Cand));
+    scan<<<dim3(p.splits, unsigned(groups)), kThreads, scan_smem>>>(p, static_cast<Cand*>(partial->get()));
+    GENRE_CUDA_CHECK(cudaGetLastError());
   }
-  ScratchBuffer partial(size_t(B) * p.splits * k_eff * sizeof(Cand));
   ScratchBuffer idx(size_t(B) * k_eff * sizeof(int64_t)), score(size_t(B) * k_eff * sizeof(float));
-  scan<<<dim3(p.splits, unsigned(groups)), kThreads, scan_smem>>>(p, static_cast<Cand*>(partial.get()));
-  GENRE_CUDA_CHECK(cudaGetLastError());
-  merge_kernel<<<unsigned(B), kThreads, pool_bytes>>>(p, static_cast<const Cand*>(partial.get()),
+  merge_kernel<<<unsigned(B), kThreads, pool_bytes>>>(p, static_cast<const Cand*>(partial->get()),
                                                       static_cast<int64_t*>(idx.get()), static_cast<float*>(score.get()));
   GENRE_CUDA_CHECK(cudaGetLastError());
   // Results are [B, k_eff] on the device; the host arrays are [B, k], already padded.

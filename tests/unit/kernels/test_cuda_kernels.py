@@ -5,11 +5,19 @@ The device-parametrized tests beside this one run CUDA on small catalogs
 reach: many splits per user and the merge across them, the pool cut back
 to k many times over, ties across split borders, k at the 2048 limit, inputs
 that stay on the device (torch tensors, DeviceArray), and repeated calls on
-the same input (a race shows as answers that move). Skipped without a GPU.
+the same input (a race shows as answers that move); each through both ways
+fused_topk scores (the scan kernel, and cuBLAS tiles for batches where
+cuBLAS loads). Skipped without a GPU.
 """
+
+import os
 
 import numpy as np
 import pytest
+
+# A CUDA build of torch loads libcublas: imported at collection, before any
+# fused_topk call looks for cuBLAS (it looks once per process).
+import torch
 from hypothesis import HealthCheck, given, settings
 
 from genre_serve import _C
@@ -18,6 +26,18 @@ from kernel_fuzz import check_cross, check_fused, cross_cases, fused_cases
 from tests_support import assert_same_topk, random_problem
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA build and a visible GPU")]
+
+# GENRE_SERVE_CUDA_GEMM_MIN_BATCH, read at every call: 1 sends every batch
+# through cuBLAS's tiles (where it loads), a huge value through the scan kernel.
+PATHS = {"scan": "1000000000", "gemm": "1"}
+
+
+@pytest.fixture(params=sorted(PATHS))
+def scoring_path(request, monkeypatch):
+    if request.param == "gemm" and not _C.cuda_gemm_available():
+        pytest.skip("cuBLAS could not be loaded here")
+    monkeypatch.setenv("GENRE_SERVE_CUDA_GEMM_MIN_BATCH", PATHS[request.param])
+    return request.param
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
@@ -34,7 +54,7 @@ LARGE = [
 
 
 @pytest.mark.parametrize("batch,num_items,dim_cf,dim_ct,k,exclude,exact", LARGE)
-def test_large_catalogs_match_the_reference(batch, num_items, dim_cf, dim_ct, k, exclude, exact):
+def test_large_catalogs_match_the_reference(batch, num_items, dim_cf, dim_ct, k, exclude, exact, scoring_path):
     problem, exact = random_problem(
         seed=num_items + k, batch=batch, num_items=num_items, dim_cf=dim_cf, dim_ct=dim_ct, k=k,
         alpha="array", exclude=exclude, integer_valued=exact,
@@ -44,14 +64,12 @@ def test_large_catalogs_match_the_reference(batch, num_items, dim_cf, dim_ct, k,
 
 
 def _torch_cuda():
-    torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("torch has no CUDA here")
-    return torch
 
 
-def test_device_tensors_are_read_in_place_and_give_the_host_answer():
-    torch = _torch_cuda()
+def test_device_tensors_are_read_in_place_and_give_the_host_answer(scoring_path):
+    _torch_cuda()
     problem, _ = random_problem(seed=7, batch=9, num_items=70_001, dim_cf=32, dim_ct=16, k=50,
                                 alpha="array", exclude="few", integer_valued=False)
     on_device = {name: torch.from_numpy(problem[name]).cuda() for name in ("user_cf", "item_cf", "user_ct", "item_ct")}
@@ -64,7 +82,7 @@ def test_device_tensors_are_read_in_place_and_give_the_host_answer():
     np.testing.assert_array_equal(table.to_numpy(), problem["item_cf"])
 
 
-def test_repeated_calls_give_identical_answers():
+def test_repeated_calls_give_identical_answers(scoring_path):
     """Bit-identical every time: shared-memory races would make answers move."""
     problem, _ = random_problem(seed=11, batch=32, num_items=300_000, dim_cf=24, dim_ct=8, k=256,
                                 alpha="array", exclude="many", integer_valued=True)
@@ -84,7 +102,7 @@ def test_k_beyond_the_cuda_limit_is_a_clear_error():
 
 
 def test_cross_features_on_device_inputs_write_every_element():
-    torch = _torch_cuda()
+    _torch_cuda()
     rng = np.random.default_rng(3)
     user = rng.standard_normal((256, 64), np.float32)
     items = rng.standard_normal((100_000, 64), np.float32)
@@ -103,6 +121,25 @@ def test_cross_features_on_device_inputs_write_every_element():
 @given(fused_cases())
 def test_fused_topk_fuzz_on_cuda(args):
     check_fused(args, device="cuda")
+
+
+@FUZZ
+@given(fused_cases())
+def test_fused_topk_fuzz_on_cuda_through_cublas(args):
+    if not _C.cuda_gemm_available():
+        pytest.skip("cuBLAS could not be loaded here")
+    os.environ["GENRE_SERVE_CUDA_GEMM_MIN_BATCH"] = "1"  # hypothesis runs many examples per fixture
+    try:
+        check_fused(args, device="cuda")
+    finally:
+        del os.environ["GENRE_SERVE_CUDA_GEMM_MIN_BATCH"]
+
+
+def test_cublas_is_found_once_torch_has_loaded_it():
+    """torch's CUDA build loads libcublas: with it in the process, batches go
+    through the tiles (gpu_check.sh shows whether it is found without torch)."""
+    _torch_cuda()
+    assert _C.cuda_gemm_available()
 
 
 @FUZZ
