@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from genre_serve import _C
 from genre_serve.errors import CudaUnavailableError
 from genre_serve.kernels import HAS_CUDA, cross_features, fused_topk
 
@@ -94,12 +95,13 @@ def test_asking_for_cuda_without_a_gpu_raises_a_clear_error():
         fused_topk(U, I, 3, device="cuda")
     with pytest.raises(CudaUnavailableError):
         cross_features(U, I, np.zeros((2, 3), np.int64), device="cuda")
+    # Looking for cuBLAS without a GPU answers no, and leaves nothing broken behind.
+    assert _C.cuda_gemm_available() is False
+    assert fused_topk(U, I, 3)[0].shape == (2, 3)
 
 
 def test_the_native_module_also_guards_what_it_relies_on():
     # Called directly (bypassing the wrappers), _C still raises instead of crashing.
-    from genre_serve import _C
-
     w = np.ones(2, np.float32)
     with pytest.raises(ValueError, match="exclude"):
         _C.fused_topk_cpu(U, I, None, None, w, w * 0, 3, np.array([0, 1, 1]), np.array([99]))
