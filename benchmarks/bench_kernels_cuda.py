@@ -83,10 +83,15 @@ def sync(device: str) -> None:
 
 def timeit(fns: dict, repeats: int, device: str, warmup: int = 3) -> dict:
     """Median seconds per function; the functions take turns in every round so
-    that a drift of the machine hits every contender alike."""
+    that a drift of the machine hits every contender alike, and the turn order
+    rotates from round to round: on the H200, whoever ran first in every round
+    read slow (benchmarks/RESULTS.md, runs made before the rotation)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
     for round_ in range(warmup + repeats):
-        for name, fn in fns.items():
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn = fns[name]
             sync(device)
             t0 = time.perf_counter()
             fn()
