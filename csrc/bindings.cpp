@@ -71,21 +71,26 @@ void set_exclusion(FusedTopKArgs& a, const py::handle& indptr, const py::handle&
   a.exclude_indices = x;
 }
 
+// The per-user fusion weights, float32 [B] each (a.batch set), as host pointers.
+void set_weights(FusedTopKArgs& a, const py::handle& w_cf, const py::handle& w_ct) {
+  auto wcf = expect<float>(w_cf, "w_cf", 1);
+  auto wct = expect<float>(w_ct, "w_ct", 1);
+  check_dim("w_cf", wcf.shape(0), a.batch, "length");
+  check_dim("w_ct", wct.shape(0), a.batch, "length");
+  a.w_cf = wcf.data();
+  a.w_ct = wct.data();
+}
+
 // Host-side shared checks of fused_topk; returns args with host pointers.
 FusedTopKArgs fused_args(const py::handle& user_cf, const py::handle& item_cf, const py::handle& user_ct,
                          const py::handle& item_ct, const py::handle& w_cf, const py::handle& w_ct,
                          int64_t k, const py::handle& indptr, const py::handle& indices) {
   FusedTopKArgs a;
   auto ucf = expect<float>(user_cf, "user_cf", 2);
-  auto wcf = expect<float>(w_cf, "w_cf", 1);
-  auto wct = expect<float>(w_ct, "w_ct", 1);
   a.batch = ucf.shape(0);
   a.dc = ucf.shape(1);
-  check_dim("w_cf", wcf.shape(0), a.batch, "length");
-  check_dim("w_ct", wct.shape(0), a.batch, "length");
   a.user_cf = ucf.data();
-  a.w_cf = wcf.data();
-  a.w_ct = wct.data();
+  set_weights(a, w_cf, w_ct);
   if (!item_cf.is_none()) {
     auto icf = expect<float>(item_cf, "item_cf", 2);
     check_dim("item_cf", icf.shape(1), a.dc, "dimension");
@@ -126,32 +131,40 @@ py::tuple fused_topk_cpu(py::handle user_cf, py::handle item_cf, py::handle user
   return py::make_tuple(out_idx, out_score);
 }
 
+// Host scores float32 [batch, num_candidates], checked.
+const float* host_scores(const py::handle& scores, int64_t batch, int64_t num_candidates) {
+  auto s = expect<float>(scores, "scores", 2);
+  check_dim("scores", s.shape(0), batch, "batch");
+  check_dim("scores", s.shape(1), num_candidates, "number of candidates");
+  return s.data();
+}
+
+// The output buffer [batch, num_candidates, 4 dim (+1 with scores)], checked; sets a.out.
+void set_out(CrossFeaturesArgs& a, const py::handle& out) {
+  auto o = expect<float>(out, "out", 3);
+  check_dim("out", o.shape(0), a.batch, "batch");
+  check_dim("out", o.shape(1), a.num_candidates, "number of candidates");
+  check_dim("out", o.shape(2), 4 * a.dim + (a.scores ? 1 : 0), "feature size");
+  a.out = o.mutable_data();
+}
+
 CrossFeaturesArgs cross_args(py::handle user, py::handle items, py::handle candidates, py::handle scores,
                              py::handle out) {
   CrossFeaturesArgs a;
   auto u = expect<float>(user, "user", 2);
   auto it = expect<float>(items, "items", 2);
   auto c = expect<int64_t>(candidates, "candidates", 2);
-  auto o = expect<float>(out, "out", 3);
   a.batch = u.shape(0);
   a.dim = u.shape(1);
   a.num_items = it.shape(0);
   a.num_candidates = c.shape(1);
   check_dim("items", it.shape(1), a.dim, "dimension");
   check_dim("candidates", c.shape(0), a.batch, "batch");
-  if (!scores.is_none()) {
-    auto s = expect<float>(scores, "scores", 2);
-    check_dim("scores", s.shape(0), a.batch, "batch");
-    check_dim("scores", s.shape(1), a.num_candidates, "number of candidates");
-    a.scores = s.data();
-  }
-  check_dim("out", o.shape(0), a.batch, "batch");
-  check_dim("out", o.shape(1), a.num_candidates, "number of candidates");
-  check_dim("out", o.shape(2), 4 * a.dim + (a.scores ? 1 : 0), "feature size");
+  if (!scores.is_none()) a.scores = host_scores(scores, a.batch, a.num_candidates);
+  set_out(a, out);
   a.user = u.data();
   a.items = it.data();
   a.candidates = c.data();
-  a.out = o.mutable_data();
   return a;
 }
 
@@ -178,14 +191,9 @@ py::tuple fused_topk_cuda(uintptr_t user_cf, uintptr_t item_cf, int64_t dc, uint
   a.user_ct = reinterpret_cast<const float*>(user_ct);
   a.item_ct = reinterpret_cast<const float*>(item_ct);
   a.dt = dt;
-  auto wcf = expect<float>(w_cf, "w_cf", 1);
-  auto wct = expect<float>(w_ct, "w_ct", 1);
-  check_dim("w_cf", wcf.shape(0), batch, "length");
-  check_dim("w_ct", wct.shape(0), batch, "length");
-  a.w_cf = wcf.data();
-  a.w_ct = wct.data();
   a.batch = batch;
   a.num_items = num_items;
+  set_weights(a, w_cf, w_ct);
   if (k < 0) throw std::invalid_argument("k: must be positive");
   a.k = k;
   set_exclusion(a, indptr, indices);
@@ -203,7 +211,6 @@ py::tuple fused_topk_cuda(uintptr_t user_cf, uintptr_t item_cf, int64_t dc, uint
 // scores: None, a device pointer (int), or a host float32 [batch, num_candidates] array.
 void cross_features_cuda(uintptr_t user, uintptr_t items, py::handle candidates, py::handle scores,
                          int64_t batch, int64_t num_items, int64_t dim, py::handle out) {
-  auto o = expect<float>(out, "out", 3);
   auto c = expect<int64_t>(candidates, "candidates", 2);
   CrossFeaturesArgs a;
   a.user = reinterpret_cast<const float*>(user);
@@ -216,18 +223,12 @@ void cross_features_cuda(uintptr_t user, uintptr_t items, py::handle candidates,
   genre::check_candidates(c.data(), c.size(), num_items);
   a.candidates = c.data();
   if (py::isinstance<py::array>(scores)) {
-    auto s = expect<float>(scores, "scores", 2);
-    check_dim("scores", s.shape(0), batch, "batch");
-    check_dim("scores", s.shape(1), a.num_candidates, "number of candidates");
-    a.scores = s.data();
+    a.scores = host_scores(scores, batch, a.num_candidates);
     a.scores_on_host = true;
   } else if (!scores.is_none()) {
     a.scores = reinterpret_cast<const float*>(scores.cast<uintptr_t>());
   }
-  check_dim("out", o.shape(0), batch, "batch");
-  check_dim("out", o.shape(1), a.num_candidates, "number of candidates");
-  check_dim("out", o.shape(2), 4 * dim + (a.scores ? 1 : 0), "feature size");
-  a.out = o.mutable_data();
+  set_out(a, out);
   py::gil_scoped_release release;
   genre::cross_features_cuda(a);
 }
