@@ -206,7 +206,8 @@ def bench_topk(rng, repeats: int, device: str, roof: dict, sizes, fused: bool) -
         agree = {name: agreement(fn(), reference) for name, fn in contenders.items()}
         reps = max(5, repeats // 3) if batch * items >= 100_000_000 else repeats
         t = timeit(contenders, reps, device)
-        gemm = device == "cuda" and batch >= GEMM_MIN_BATCH and cuda_gemm_available()
+        min_batch = int(os.environ.get(GEMM_MIN_BATCH_ENV, GEMM_MIN_BATCH))  # as the extension reads it
+        gemm = device == "cuda" and batch >= min_batch and cuda_gemm_available()
         row = {"case": case.name, "batch": batch, "items": items, "dim": dim, "fused": fused, "repeats": reps,
                "genre_cuda_path": "cublas tiles + select" if gemm else "scan",
                "ms": {n: 1e3 * s for n, s in t.items()}, "agreement_with_torch": agree,
