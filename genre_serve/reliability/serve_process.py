@@ -114,9 +114,10 @@ class ServeProcess:
         except (urllib.error.URLError, OSError):
             return None, b""
 
-    def ready(self) -> int | None:
-        """The health endpoint's readiness answer: 200, 503, or None (no answer)."""
-        return self._get("/v2/health/ready")[0]
+    def ready(self, timeout_s: float = 2.0) -> int | None:
+        """The health endpoint's readiness answer: 200, 503, or None (no
+        answer within `timeout_s`)."""
+        return self._get("/v2/health/ready", timeout_s)[0]
 
     def report(self) -> dict:
         code, body = self._get("/health")
@@ -161,10 +162,12 @@ class ServeProcess:
         self.stop()
 
 
-def watch_readiness(process: ServeProcess, seconds: float, every_s: float = 0.05) -> list[tuple[float, int | None]]:
-    """(seconds since the call, readiness answer) every `every_s` for `seconds`."""
+def watch_readiness(process: ServeProcess, seconds: float, every_s: float = 0.05,
+                    timeout_s: float = 2.0) -> list[tuple[float, int | None]]:
+    """(seconds since the call, readiness answer) every `every_s` for
+    `seconds`; None where no answer came within `timeout_s`."""
     t0, out = time.monotonic(), []
     while time.monotonic() - t0 < seconds:
-        out.append((time.monotonic() - t0, process.ready()))
+        out.append((time.monotonic() - t0, process.ready(timeout_s)))
         time.sleep(every_s)
     return out

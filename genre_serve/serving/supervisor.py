@@ -28,6 +28,13 @@ three things the Triton in use does not do by itself:
   and no drain has begun; ``/v2/health/live`` is 200 while the supervisor is
   up and tritonserver is running or being restarted; ``/health`` says why,
   in JSON. Balancers and probes use this port, in every deployment file.
+  It answers at once, from what a background look at the repository index
+  found at most ``poll_s`` ago, never by asking tritonserver while a probe
+  waits: HAProxy's check gives a replica 1 s (deploy/haproxy) and drops it
+  after one miss, and Kubernetes' probes default to 1 s, so an answer that
+  waited on a busy tritonserver would take a serving replica out of
+  rotation. A tritonserver that has not answered its index for
+  ``index_stale_s`` (hung, or starved) is reported not ready, with why.
 * **Graceful shutdown** (:meth:`Supervisor.drain`): readiness goes false
   first, the server keeps answering for a drain delay (balancers notice and
   stop sending), then tritonserver gets SIGTERM and finishes what it holds:
@@ -266,7 +273,10 @@ class Supervisor:
     ----------
     server : the TritonServer to run (not started yet).
     health_host, health_port : where the health endpoint listens (port None: a free one).
-    poll_s : how often the watchdog looks at the stubs and tritonserver.
+    poll_s : how often the watchdog looks at the stubs and tritonserver, and
+        the readiness look at the repository index.
+    index_stale_s : readiness is false once tritonserver has not answered its
+        repository index for this long.
     heal : False: watch and report (readiness false), never reload or restart.
     max_restarts : tritonserver restarts allowed within ``restart_window_s``
         before the supervisor gives up (a server that dies on every start
@@ -275,8 +285,11 @@ class Supervisor:
 
     def __init__(self, server: TritonServer, health_host: str | None = None, health_port: int | None = None,
                  poll_s: float = 0.2, heal: bool = True, max_restarts: int = 5, restart_window_s: float = 300.0,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, index_stale_s: float = 5.0):
         self.server, self.poll_s, self.heal, self.log = server, poll_s, heal, log
+        self.index_stale_s = index_stale_s
+        # (monotonic time the latest look at the repository index ended, its verdict, why)
+        self._models: tuple[float, bool, str] | None = None
         server.die_with_parent = True  # started by threads that outlive it: the caller's, then the watchdog's
         self.max_restarts, self.restart_window_s = max_restarts, restart_window_s
         self.state = HealthState()
@@ -284,6 +297,7 @@ class Supervisor:
         self.endpoint = HealthEndpoint(self, health_host or server.host, health_port)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._index_thread: threading.Thread | None = None
         self._restarts: deque[float] = deque()
 
     # --- what the endpoint says ---------------------------------------------------------------
@@ -305,10 +319,26 @@ class Supervisor:
         return self._models_serving()
 
     def _models_serving(self) -> tuple[bool, str]:
+        """The latest look at the repository index, if it is recent enough
+        (answers at once: a probe never waits on tritonserver)."""
+        look = self._models
+        if look is None:
+            return False, "the models have not been looked at yet"
+        ended, ok, why = look
+        age = time.monotonic() - ended
+        if age > self.index_stale_s:
+            return False, f"tritonserver has not answered its repository index for {age:.1f} s"
+        return ok, why
+
+    def _look_at_models(self) -> None:
         """Whether every model of the server has a version READY. Not
         Triton's strict server readiness, which is false while a *new*
         version loads beside the one serving: a replica in a rollout answers
         throughout and must stay in its balancer's rotation."""
+        verdict = self._index_verdict()
+        self._models = (time.monotonic(), *verdict)  # the time it ended: a slow answer is as old as its end
+
+    def _index_verdict(self) -> tuple[bool, str]:
         import urllib.error
         import urllib.request
 
@@ -318,7 +348,7 @@ class Supervisor:
         request = urllib.request.Request(f"http://{self.server.http_url}/v2/repository/index", data=b"{}",
                                          headers={"Content-Type": "application/json", **headers}, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=2.0) as r:
+            with urllib.request.urlopen(request, timeout=self.index_stale_s) as r:
                 index = json.loads(r.read())
         except (urllib.error.URLError, OSError, ValueError) as e:
             return False, f"tritonserver does not answer its repository index ({e})"
@@ -346,12 +376,26 @@ class Supervisor:
         try:
             self.server.start(timeout_s)
             self.watchdog.check()  # the baseline: every stub of a ready server, before anything can die unseen
+            self._look_at_models()
         except BaseException:
             self.stop()
             raise
         self._thread = threading.Thread(target=self._watch, name="genre-serve-watchdog", daemon=True)
         self._thread.start()
+        # Its own thread: a heal or a restart blocks the watchdog for seconds (readiness is false then
+        # for its own reasons), and a hung index call must not stop the watchdog's looks at the stubs.
+        self._index_thread = threading.Thread(target=self._watch_models, name="genre-serve-readiness", daemon=True)
+        self._index_thread.start()
         return self
+
+    def _watch_models(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            if self.state.draining or not self.server.running:
+                continue
+            try:
+                self._look_at_models()
+            except Exception as e:  # noqa: BLE001 - the look must outlive one bad answer
+                self._models = (time.monotonic(), False, f"looking at the repository index failed: {e}")
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_s):
@@ -416,8 +460,9 @@ class Supervisor:
         # thread (its parent-death signal), which must not cut the drain short.
         self.server.stop(timeout_s=self.server.exit_timeout_s + 10)
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
+        for thread in (self._thread, self._index_thread):
+            if thread is not None:
+                thread.join(timeout=60)
         self.endpoint.stop()
 
     def __enter__(self) -> Supervisor:

@@ -79,7 +79,8 @@ def test_a_killed_stub_is_replaced_under_load_and_default_clients_see_no_failure
         # pinned configuration does not outlive the next load).
         version = export_run(trained_run, repo_copy).version
         during = []
-        watcher = threading.Thread(target=lambda: during.extend(watch_readiness(serve, 2.0)))
+        # Probed as HAProxy checks (deploy/haproxy: a 1 s timeout, out after one miss).
+        watcher = threading.Thread(target=lambda: during.extend(watch_readiness(serve, 2.0, timeout_s=1.0)))
         watcher.start()
         load_latest(serve.http_url, control_key=(repo_copy / ".genre_serve.control_key").read_text().strip())
         watcher.join()
@@ -100,6 +101,27 @@ def test_a_killed_tritonserver_is_started_again(repo_copy):
         _wait_for(lambda: serve.ready() != 200, 10, "readiness false after the kill", serve)
         _wait_for(lambda: serve.ready() == 200, 120, "tritonserver back", serve)
         assert serve.tritonserver_pid() != old and serve.report()["tritonserver"]["restarts"] == 1
+        with GenreClient(serve.http_url) as client:
+            assert len(client.recommend(["i1", "i2"], 5)) == 5
+
+
+def test_readiness_answers_at_once_while_tritonserver_hangs_and_then_says_it_is_not_ready(repo_copy):
+    # A probe gets its answer within HAProxy's 1 s check timeout whatever tritonserver does: a
+    # stopped (or starved) tritonserver is first answered for from the last look (it was ready a
+    # moment ago), then, once it has not answered its index for a while, reported not ready.
+    with ServeProcess(repo_copy) as serve:
+        triton = serve.tritonserver_pid()
+        os.kill(triton, signal.SIGSTOP)
+        try:
+            answers = watch_readiness(serve, 2.0, every_s=0.2, timeout_s=1.0)
+            _wait_for(lambda: serve.ready(timeout_s=1.0) == 503, 30, "readiness false while hung", serve)
+            reason = serve.report()["reason"]
+        finally:
+            os.kill(triton, signal.SIGCONT)
+        assert answers and all(code is not None for _, code in answers), answers
+        assert "has not answered its repository index" in reason, reason
+        _wait_for(lambda: serve.ready() == 200, 30, "readiness back after the hang", serve)
+        assert serve.tritonserver_pid() == triton  # a hang is reported, not mistaken for a death
         with GenreClient(serve.http_url) as client:
             assert len(client.recommend(["i1", "i2"], 5)) == 5
 
