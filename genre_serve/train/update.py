@@ -45,7 +45,9 @@ of rounds 2 and 3 of the replay benchmark scored higher than with the
 fine-tuned weights (round 1's lower; benchmarks/RESULTS.md). The price,
 measured there by group: halfway, the older items' hits come back and the
 items first seen in the logs are hardly recommended on the next window,
-which is where a full retrain still leads.
+which is where a full retrain still leads. Part of that was the mix itself:
+the rows of items the parent had no CF row for were halved towards zero, so
+they now stay as fine-tuned (`interpolate_weights` says why).
 
 Items gaining their first interactions in the log (zero CF row until then)
 start from their neighbours' CF rows (fold_in_new_rows), which ALS then
@@ -478,16 +480,29 @@ def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, re
     return history
 
 
+# The item rows that interpolate_weights keeps fine-tuned where the parent had no CF row.
+ITEM_ROWS = ("items.cf.weight", "items.bias.weight")
+
+
 @torch.no_grad()
 def interpolate_weights(model: GenreModel, start: dict[str, torch.Tensor], beta: float) -> None:
     """Every parameter becomes start + beta x (its value - start): the
-    parent's weights (grown by the new items' zero rows) moved only part of
-    the way to the fine-tuned ones (WiSE-FT, Wortsman et al., CVPR 2022).
+    parent's weights moved only part of the way to the fine-tuned ones
+    (WiSE-FT, Wortsman et al., CVPR 2022). Except the CF rows (and item
+    bias) of items the parent had no CF row for (new items, or items it
+    never saw): their start is a zero row the parent never learned, and a
+    mix with it only shrinks them. Shrunk, they stayed shrunk along a chain
+    of updates (half, then three quarters of the scale of older items as
+    popular), and the next window's hits on items first seen in the logs
+    went to a few per thousand; kept whole, the gate slices scored at least
+    as high in every round of the replay, on two seeds (benchmarks/RESULTS.md).
     Buffers (the served recent-popularity snapshot) stay the candidate's."""
     if beta == 1:
         return
+    fresh = (start["items.cf.weight"].abs().sum(1) == 0)[:, None]
     for name, p in model.named_parameters():
-        p.copy_(start[name] + beta * (p - start[name]))
+        mixed = start[name] + beta * (p - start[name])
+        p.copy_(torch.where(fresh, p, mixed) if name in ITEM_ROWS else mixed)
 
 
 def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[int, ...],

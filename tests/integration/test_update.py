@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -156,19 +157,23 @@ def test_bad_logs_get_clear_errors_and_malformed_rows_are_counted(history, tmp_p
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "c1").iterdir()} == before
 
 
+def _log_with_new_items(parent, events, where: Path) -> tuple[Path, Path]:
+    """The log plus two new items: one the log's training part names often, one no event names."""
+    users = events["user_id"].drop_duplicates().iloc[:40]
+    early = events["timestamp"].min()
+    fresh = pd.DataFrame({"user_id": users, "item_id": "new-dragon", "timestamp": early + 1, "scenario": "home"})
+    pd.concat([events, fresh]).to_csv(where / "log.csv", index=False)
+    pd.DataFrame({"item_id": ["new-dragon", "new-unseen", parent.items.ids[0]],
+                  "title": ["The dragon and the wizard", "The galaxy", "already known"],
+                  "text": ["A quest for a sword.", "An astronaut.", ""]}).to_csv(where / "items.csv", index=False)
+    return where / "log.csv", where / "items.csv"
+
+
 def test_new_items_join_with_their_text_and_train_their_cf_rows(history, tmp_path):
     run, log, events = history
     parent = load_run(run)
-    rows = events.copy()
-    # Two new items: one the log's training part names often, one no event names.
-    users = rows["user_id"].drop_duplicates().iloc[:40]
-    early = rows["timestamp"].min()
-    fresh = pd.DataFrame({"user_id": users, "item_id": "new-dragon", "timestamp": early + 1, "scenario": "home"})
-    pd.concat([rows, fresh]).to_csv(tmp_path / "log.csv", index=False)
-    pd.DataFrame({"item_id": ["new-dragon", "new-unseen", parent.items.ids[0]],
-                  "title": ["The dragon and the wizard", "The galaxy", "already known"],
-                  "text": ["A quest for a sword.", "An astronaut.", ""]}).to_csv(tmp_path / "items.csv", index=False)
-    update(run, tmp_path / "log.csv", tmp_path / "cand", items=tmp_path / "items.csv", settings=FAST, progress=False)
+    log, items = _log_with_new_items(parent, events, tmp_path)
+    update(run, log, tmp_path / "cand", items=items, settings=FAST, progress=False)
     cand = load_run(tmp_path / "cand")
     assert cand.items.ids[:len(parent.items)] == parent.items.ids
     assert cand.items.ids[len(parent.items):] == ["new-dragon", "new-unseen"]
@@ -210,24 +215,39 @@ def test_replaying_everyone_and_refining_the_cf_rows_by_als_reach_the_whole_cata
 
 def test_the_candidate_is_the_parent_moved_part_of_the_way_to_the_fine_tuned_weights(history, tmp_path):
     """--interpolation: the gated (and served) candidate is parent + beta x
-    (fine-tuned - parent), every parameter; the served recent-popularity
-    snapshot is the candidate's own."""
-    run, log, _ = history
+    (fine-tuned - parent), every parameter, except the CF rows and biases of
+    items the parent had no CF row for (kept fine-tuned, not shrunk towards
+    zero); the served recent-popularity snapshot is the candidate's own."""
+    run, _, events = history
+    log, items = _log_with_new_items(load_run(run), events, tmp_path)
     settings = dataclasses.replace(FAST, refit_on_slice=False, max_regression=0.9)
-    full = update(run, log, tmp_path / "full", settings=dataclasses.replace(settings, interpolation=1.0),
+    full = update(run, log, tmp_path / "full", items=items, settings=dataclasses.replace(settings, interpolation=1.0),
                   progress=False)
-    half = update(run, log, tmp_path / "half", settings=settings, progress=False)
+    half = update(run, log, tmp_path / "half", items=items, settings=settings, progress=False)
     assert half.report["settings"]["interpolation"] == 0.5 == UpdateSettings().interpolation
     parent = dict(load_run(run).model.named_parameters())
     fine_tuned, full_model = dict(load_run(full.out).model.named_parameters()), load_run(full.out).model
     half_model = load_run(half.out).model
     moved = 0
+    grown = half_model.items.cf.weight.shape[0]  # the parent's tables grown by the log's new items (zero rows)
+    rows = parent["items.cf.weight"].shape[0]
+    fresh = np.ones(grown, bool)
+    fresh[:rows] = ~parent["items.cf.weight"].detach().numpy().any(1)
     for name, value in half_model.named_parameters():
         start, end = parent[name].detach().numpy(), fine_tuned[name].detach().numpy()
-        np.testing.assert_allclose(value.detach().numpy(), start + 0.5 * (end - start), rtol=1e-3, atol=1e-4,
-                                   err_msg=name)
+        if name.startswith("items.") and start.shape[0] == rows < grown:
+            start = np.concatenate([start, np.zeros((grown - start.shape[0], *start.shape[1:]), start.dtype)])
+        expected = start + 0.5 * (end - start)
+        if name in ("items.cf.weight", "items.bias.weight"):
+            expected[fresh] = end[fresh]
+        np.testing.assert_allclose(value.detach().numpy(), expected, rtol=1e-3, atol=1e-4, err_msg=name)
         moved += not np.array_equal(start, end)
     assert moved >= 3  # the encoder, the CF rows, the content tower moved
+    # Items the parent had no CF row for and the log gave one: kept whole, not halved.
+    gained = fresh & fine_tuned["items.cf.weight"].detach().numpy().any(1)
+    assert gained.any()
+    np.testing.assert_allclose(half_model.items.cf.weight.detach().numpy()[gained],
+                               fine_tuned["items.cf.weight"].detach().numpy()[gained], rtol=1e-6)
     np.testing.assert_array_equal(half_model.items.recent_popularity.numpy(),
                                   full_model.items.recent_popularity.numpy())
     assert half.gate.candidate_ndcg != full.gate.candidate_ndcg  # the gate scored what is kept
