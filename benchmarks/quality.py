@@ -136,7 +136,26 @@ def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict
             "ratios": ratios, "selection": selection, "seconds": seconds,
             "cold_start_recall@20": report.cold_start["fused"].recall20 if "fused" in report.cold_start else None,
             "genre_valid_ndcg@10": max(h["valid_ndcg@10"] for h in load_run(run_dir).meta["retrieval_history"]),
+            "genre_valid_ndcg@10 5-epoch mean": smoothed_best(load_run(run_dir).meta["retrieval_history"]),
+            "retrieval_history": load_run(run_dir).meta["retrieval_history"],
             "evaluate": {n: methods[n]["NDCG@10"] for n in methods}}
+
+
+def smoothed_best(history: list[dict], width: int = 5) -> dict:
+    """The CF channel's validation NDCG@10 averaged over the ``width`` validations centred on its best one.
+
+    The rule recipes are compared on (declared in RESULTS.md, 2026-12-04): the best epoch of a curve that
+    swings from epoch to epoch is biased upwards on the very users that report it, so a maximum favours
+    the noisiest recipe; the mean around it does much less.
+    """
+    scored = [h for h in history if h.get("valid_ndcg@10") is not None]
+    if not scored:
+        return {"best_epoch": None, "best": None, "mean": None}
+    i = max(range(len(scored)), key=lambda j: scored[j]["valid_ndcg@10"])
+    lo = max(0, min(i - width // 2, len(scored) - width))
+    window = scored[lo:lo + width]
+    return {"best_epoch": scored[i]["epoch"], "best": scored[i]["valid_ndcg@10"],
+            "mean": float(np.mean([h["valid_ndcg@10"] for h in window]))}
 
 
 def _row_gains(run, name: str) -> np.ndarray:
