@@ -9,6 +9,8 @@ it) and, for the record, on the window the replay scores (test).
     python benchmarks/feedback_selection.py interpolate 3 0.25 0.5 0.75 --modes all encoder keep-new fold-anchor
     # NDCG@10 of the scored window by group (target item seen before the logs, first seen in them, new)
     python benchmarks/feedback_selection.py groups 2 train_60 train_80 update_1 update_2
+    # the same by retrieval channel (CF alone, content alone, fused; no ranker), with each model's fusion
+    python benchmarks/feedback_selection.py channels 2 train_80 update_2 gate_only_2
 
 Prints a table and writes JSON with --json. Seed 0, one round at a time:
 the figures in benchmarks/RESULTS.md came from these commands.
@@ -145,7 +147,37 @@ def interpolate_rows(rp: Replay, betas: list[float], modes: list[str]) -> list[d
     return rows
 
 
-def group_rows(rp: Replay, runs: list[str]) -> list[dict]:
+def channel_rows(rp: Replay, runs: list[str]) -> list[dict]:
+    """Retrieval NDCG@10 and Recall@100 of each channel on the scored window, by group of the target item."""
+    from genre_serve.evaluation.genre_eval import retrieval_ranks
+    from genre_serve.evaluation.metrics import ndcg_gains
+    from genre_serve.train.calibration import fusion_parameters
+
+    groups = target_groups(rp)
+    req, rows = rp.requests, []
+    for name in runs:
+        model = load_run(rp.out / name).model
+        n = model.items.num_items
+        known = np.flatnonzero(req.targets < n)
+        recent = rp.popularity.at(req.times[known])[:, :n] if model.cfg.recent_popularity else None
+        hist = [req.histories[i][req.histories[i] < n] for i in known]
+        fusion = fusion_parameters(model)
+        print(f"{name}: alpha {np.round(fusion['alpha'], 3)}, recent-popularity weight "
+              f"{fusion['recent_popularity_weight']}")
+        for variant in ("cf", "content", "fused"):
+            ranks, _ = retrieval_ranks(model, hist, req.scenarios[known], req.targets[known], variant,
+                                       recent_popularity=recent)
+            for g, mask in groups.items():
+                m = mask[known]
+                row = {"run": name, "channel": variant, "group": g, "events": int(m.sum()),
+                       "ndcg@10": float(ndcg_gains(ranks[m], 10).mean()), "recall@100": float((ranks[m] < 100).mean())}
+                print(f"  {variant:<8} {g:<30} NDCG@10 {row['ndcg@10']:.4f}  Recall@100 {row['recall@100']:.3f}")
+                rows.append(row)
+    return rows
+
+
+def target_groups(rp: Replay) -> dict[str, np.ndarray]:
+    """The scored window's events by when their target item was first seen."""
     inter = rp.ds.interactions
     rank = np.empty(len(rp.order), np.int64)
     rank[rp.order] = np.arange(len(rp.order))
@@ -153,9 +185,13 @@ def group_rows(rp: Replay, runs: list[str]) -> list[dict]:
     item_first = np.full(rp.ds.num_items, np.iinfo(np.int64).max)
     item_first[first.index] = first.to_numpy()
     when = item_first[rp.requests.targets]
-    groups = {"all": np.ones(len(when), bool), "item seen in the first 60%": when < rp.cuts[0],
-              "item first seen in the logs": (when >= rp.cuts[0]) & (when < rp.cuts[rp.round]),
-              "item new in the window": when >= rp.cuts[rp.round]}
+    return {"all": np.ones(len(when), bool), "item seen in the first 60%": when < rp.cuts[0],
+            "item first seen in the logs": (when >= rp.cuts[0]) & (when < rp.cuts[rp.round]),
+            "item new in the window": when >= rp.cuts[rp.round]}
+
+
+def group_rows(rp: Replay, runs: list[str]) -> list[dict]:
+    groups = target_groups(rp)
     gains = {}
     for name in runs:
         run = load_run(rp.out / name)
@@ -171,10 +207,10 @@ def group_rows(rp: Replay, runs: list[str]) -> list[dict]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["settings", "interpolate", "groups"])
+    p.add_argument("what", choices=["settings", "interpolate", "groups", "channels"])
     p.add_argument("round", type=int, choices=[1, 2, 3])
     p.add_argument("args", nargs="*", help="settings: JSON of UpdateSettings fields; interpolate: betas; "
-                                            "groups: run directories under --out")
+                                            "groups, channels: run directories under --out")
     p.add_argument("--modes", nargs="+", default=["all"], choices=["all", "encoder", "keep-new", "fold-anchor"])
     p.add_argument("--out", type=Path, default=Path("runs/feedback"), help="feedback_loop.py's --out")
     p.add_argument("--json", type=Path)
@@ -185,6 +221,8 @@ def main() -> int:
         rows = settings_rows(rp, args.args or ["{}"])
     elif args.what == "interpolate":
         rows = interpolate_rows(rp, [float(b) for b in args.args or [0.5]], args.modes)
+    elif args.what == "channels":
+        rows = channel_rows(rp, args.args)
     else:
         rows = group_rows(rp, args.args)
     if args.json:
