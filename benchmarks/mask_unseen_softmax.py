@@ -26,38 +26,44 @@ from genre_serve.data.split import leave_last_out
 from genre_serve.evaluation.evaluate import evaluate_run
 from genre_serve.formats.run_dir import load_run
 
-ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("seed", type=int, nargs="?", default=0)
-ap.add_argument("--out", type=Path, default=Path("runs/mask_unseen"))
-ap.add_argument("--json", type=Path)
-args = ap.parse_args()
-seed, OUT = args.seed, args.out
-JSON_OUT = args.json or Path(f"benchmarks/results/mask_unseen_softmax_s{seed}.json")
-cfg = dataclasses.replace(TrainConfig().with_env(), seed=seed, refit=False)
-ds = load_builtin("movielens-small", cfg.data)
-split = leave_last_out(ds, cfg.cold_item_fraction, seed)
-unseen = np.flatnonzero(split.train_counts() == 0)
-print("items without training interactions:", unseen.size, flush=True)
-orig = T.history_cells
 
-def masked_cells(hist_lists):
-    rows, cols = orig(hist_lists)
-    b = len(hist_lists)
-    return (np.concatenate([np.asarray(rows), np.repeat(np.arange(b), unseen.size)]),
-            np.concatenate([np.asarray(cols), np.tile(unseen, b)]))
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("seed", type=int, nargs="?", default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/mask_unseen"))
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    seed, OUT = args.seed, args.out
+    JSON_OUT = args.json or Path(f"benchmarks/results/mask_unseen_softmax_s{seed}.json")
+    cfg = dataclasses.replace(TrainConfig().with_env(), seed=seed, refit=False)
+    ds = load_builtin("movielens-small", cfg.data)
+    split = leave_last_out(ds, cfg.cold_item_fraction, seed)
+    unseen = np.flatnonzero(split.train_counts() == 0)
+    print("items without training interactions:", unseen.size, flush=True)
+    orig = T.history_cells
 
-out = {}
-for name in ("stock", "masked"):
-    T.history_cells = masked_cells if name == "masked" else orig
-    d = str(OUT / f"mask_{name}_s{seed}")
-    T.train(ds, cfg, d, progress=False)
-    rep = evaluate_run(load_run(d, weights="selection"), with_baselines=False, progress=False)
-    m = rep.to_dict()["methods"]
-    meta = json.loads(Path(d, "meta.json").read_text())
-    scored = [h["valid_ndcg@10"] for h in meta["retrieval_history"] if h.get("valid_ndcg@10") is not None]
-    out[name] = {"valid_best": max(scored),
-                 "test": {k: m[k]["NDCG@10"] for k in m},
-                 "cold": {k: (v.recall20, v.recall20_among_held_out) for k, v in rep.cold_start.items()},
-                 "new_item_bias": meta["new_item_bias"], "alpha": meta["alpha_per_scenario"]}
-    print(name, json.dumps(out[name], default=float), flush=True)
-JSON_OUT.write_text(json.dumps(out, default=float, indent=1))
+    def masked_cells(hist_lists):
+        rows, cols = orig(hist_lists)
+        b = len(hist_lists)
+        return (np.concatenate([np.asarray(rows), np.repeat(np.arange(b), unseen.size)]),
+                np.concatenate([np.asarray(cols), np.tile(unseen, b)]))
+
+    out = {}
+    for name in ("stock", "masked"):
+        T.history_cells = masked_cells if name == "masked" else orig
+        d = str(OUT / f"mask_{name}_s{seed}")
+        T.train(ds, cfg, d, progress=False)
+        rep = evaluate_run(load_run(d, weights="selection"), with_baselines=False, progress=False)
+        m = rep.to_dict()["methods"]
+        meta = json.loads(Path(d, "meta.json").read_text())
+        scored = [h["valid_ndcg@10"] for h in meta["retrieval_history"] if h.get("valid_ndcg@10") is not None]
+        out[name] = {"valid_best": max(scored),
+                     "test": {k: m[k]["NDCG@10"] for k in m},
+                     "cold": {k: (v.recall20, v.recall20_among_held_out) for k, v in rep.cold_start.items()},
+                     "new_item_bias": meta["new_item_bias"], "alpha": meta["alpha_per_scenario"]}
+        print(name, json.dumps(out[name], default=float), flush=True)
+    JSON_OUT.write_text(json.dumps(out, default=float, indent=1))
+
+
+if __name__ == "__main__":
+    main()
