@@ -33,8 +33,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/mask_unseen"))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    seed, OUT = args.seed, args.out
-    JSON_OUT = args.json or Path(f"benchmarks/results/mask_unseen_softmax_s{seed}.json")
+    seed = args.seed
+    json_out = args.json or Path(f"benchmarks/results/mask_unseen_softmax_s{seed}.json")
     cfg = dataclasses.replace(TrainConfig().with_env(), seed=seed, refit=False)
     ds = load_builtin("movielens-small", cfg.data)
     split = leave_last_out(ds, cfg.cold_item_fraction, seed)
@@ -50,9 +50,12 @@ def main() -> None:
 
     out = {}
     for name in ("stock", "masked"):
+        d = str(args.out / f"mask_{name}_s{seed}")
         T.history_cells = masked_cells if name == "masked" else orig
-        d = str(OUT / f"mask_{name}_s{seed}")
-        T.train(ds, cfg, d, progress=False)
+        try:
+            T.train(ds, cfg, d, progress=False)
+        finally:
+            T.history_cells = orig
         rep = evaluate_run(load_run(d, weights="selection"), with_baselines=False, progress=False)
         m = rep.to_dict()["methods"]
         meta = json.loads(Path(d, "meta.json").read_text())
@@ -62,7 +65,7 @@ def main() -> None:
                      "cold": {k: (v.recall20, v.recall20_among_held_out) for k, v in rep.cold_start.items()},
                      "new_item_bias": meta["new_item_bias"], "alpha": meta["alpha_per_scenario"]}
         print(name, json.dumps(out[name], default=float), flush=True)
-    JSON_OUT.write_text(json.dumps(out, default=float, indent=1))
+    json_out.write_text(json.dumps(out, default=float, indent=1))
 
 
 if __name__ == "__main__":

@@ -128,6 +128,7 @@ def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict
     for name in ("fused", "fused + ranker"):
         gains[f"GENRE {name} (in process)"] = np.asarray(_row_gains(load_run(run_dir), name))
     gains["GENRE as served"] = ndcg_gains(served_ranks(run_dir, out / f"repo{seed}"), 10)
+    history = load_run(run_dir).meta["retrieval_history"]
     ratios = {f"as served / {peer}": {"ratio": float(gains["GENRE as served"].mean() / gains[peer].mean()),
                                       "ci95": bootstrap_ci(gains["GENRE as served"], gains[peer], seed=seed)}
               for peer in PEERS}
@@ -135,9 +136,9 @@ def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict
             "ndcg@10 ci95": {n: bootstrap_ci(g, seed=seed) for n, g in gains.items()},
             "ratios": ratios, "selection": selection, "seconds": seconds,
             "cold_start_recall@20": report.cold_start["fused"].recall20 if "fused" in report.cold_start else None,
-            "genre_valid_ndcg@10": max(h["valid_ndcg@10"] for h in load_run(run_dir).meta["retrieval_history"]),
-            "genre_valid_ndcg@10 5-epoch mean": smoothed_best(load_run(run_dir).meta["retrieval_history"]),
-            "retrieval_history": load_run(run_dir).meta["retrieval_history"],
+            "genre_valid_ndcg@10": max(h["valid_ndcg@10"] for h in history),
+            "genre_valid_ndcg@10 5-epoch mean": smoothed_best(history),
+            "retrieval_history": history,
             "evaluate": {n: methods[n]["NDCG@10"] for n in methods}}
 
 
