@@ -107,17 +107,18 @@ def settings_rows(rp: Replay, specs: list[str]) -> list[dict]:
 def mixed(parent, candidate, folded, beta: float, mode: str):
     """parent + beta x (candidate - parent): every parameter ("all"), the
     encoder only, or all with the rows of items the parent had no CF row
-    for kept fine-tuned ("keep-new") or mixed from their fold-in rows."""
+    for kept fine-tuned ("keep-new") or mixed from their fold-in rows;
+    "keep-content": as "keep-new", with the content tower kept fine-tuned too."""
     p, c, f = parent.state_dict(), candidate.state_dict(), folded.state_dict()
     names = {n for n, _ in candidate.named_parameters()}
     state = dict(c)
     for k in names:
-        if mode == "encoder" and k.startswith("items."):
+        if (mode == "encoder" and k.startswith("items.")) or (mode == "keep-content" and k.startswith("items.proj.")):
             continue
         state[k] = p[k] + beta * (c[k] - p[k])
     fresh = (p["items.cf.weight"].abs().sum(1) == 0)[:, None]
     for k in ("items.cf.weight", "items.bias.weight"):
-        if k in names and mode == "keep-new":
+        if k in names and mode in ("keep-new", "keep-content"):
             state[k] = torch.where(fresh, c[k], state[k])
         if k in names and mode == "fold-anchor":
             state[k] = torch.where(fresh, f[k] + beta * (c[k] - f[k]), state[k])
@@ -211,7 +212,8 @@ def main() -> int:
     p.add_argument("round", type=int, choices=[1, 2, 3])
     p.add_argument("args", nargs="*", help="settings: JSON of UpdateSettings fields; interpolate: betas; "
                                             "groups, channels: run directories under --out")
-    p.add_argument("--modes", nargs="+", default=["all"], choices=["all", "encoder", "keep-new", "fold-anchor"])
+    p.add_argument("--modes", nargs="+", default=["all"], choices=["all", "encoder", "keep-content", "keep-new",
+                                                                   "fold-anchor"])
     p.add_argument("--out", type=Path, default=Path("runs/feedback"), help="feedback_loop.py's --out")
     p.add_argument("--json", type=Path)
     args = p.parse_args()

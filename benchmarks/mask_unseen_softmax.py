@@ -4,8 +4,8 @@
 The content projection is a function of item text; trained with a softmax over the whole catalog, it sees
 items that no training interaction names only as negatives and learns to score them low, which is what a
 cold-start item (and, in the feedback replay, every item the logs bring later) then gets
-(benchmarks/RESULTS.md, 2026-12-05). The stock trainer is run beside the masked one in the same process;
-the mask is put in by wrapping the trainer's history_cells (the cells its loss leaves out).
+(benchmarks/RESULTS.md, 2026-12-05). The stock trainer (softmax_items "all") is run beside the masked
+one ("trained": the softmax over items with a training interaction only) in the same process.
 
     python benchmarks/mask_unseen_softmax.py [SEED] [--out runs/mask_unseen] [--json FILE]
 
@@ -17,12 +17,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
-
 import genre_serve.train.trainer as T
 from genre_serve.config import TrainConfig
 from genre_serve.data import load_builtin
-from genre_serve.data.split import leave_last_out
 from genre_serve.evaluation.evaluate import evaluate_run
 from genre_serve.formats.run_dir import load_run
 
@@ -37,25 +34,10 @@ def main() -> None:
     json_out = args.json or Path(f"benchmarks/results/mask_unseen_softmax_s{seed}.json")
     cfg = dataclasses.replace(TrainConfig().with_env(), seed=seed, refit=False)
     ds = load_builtin("movielens-small", cfg.data)
-    split = leave_last_out(ds, cfg.cold_item_fraction, seed)
-    unseen = np.flatnonzero(split.train_counts() == 0)
-    print("items without training interactions:", unseen.size, flush=True)
-    orig = T.history_cells
-
-    def masked_cells(hist_lists):
-        rows, cols = orig(hist_lists)
-        b = len(hist_lists)
-        return (np.concatenate([np.asarray(rows), np.repeat(np.arange(b), unseen.size)]),
-                np.concatenate([np.asarray(cols), np.tile(unseen, b)]))
-
     out = {}
-    for name in ("stock", "masked"):
+    for name, items in (("stock", "all"), ("masked", "trained")):
         d = str(args.out / f"mask_{name}_s{seed}")
-        T.history_cells = masked_cells if name == "masked" else orig
-        try:
-            T.train(ds, cfg, d, progress=False)
-        finally:
-            T.history_cells = orig
+        T.train(ds, dataclasses.replace(cfg, softmax_items=items), d, progress=False)
         rep = evaluate_run(load_run(d, weights="selection"), with_baselines=False, progress=False)
         m = rep.to_dict()["methods"]
         meta = json.loads(Path(d, "meta.json").read_text())

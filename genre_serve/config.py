@@ -55,6 +55,9 @@ class TrainConfig:
     ranker_positions_per_user: int = 5  # the last training positions of each user train the ranker
     ranker_holdout: bool = False  # hold those positions out of retrieval training
     item_dropout: float = 0.0  # share of items trained as if they had no CF signal (cold-start)
+    # The items the retrieval softmax runs over: "all" (the whole catalog) or
+    # "trained" (only items with a training interaction; trainer.softmax_catalog says why).
+    softmax_items: str = "all"
     # After selection on the split, fit the served model on every interaction
     # with the selected epochs and fusion (train: the deployment fit).
     refit: bool = True

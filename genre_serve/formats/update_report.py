@@ -29,6 +29,7 @@ class UpdateSettings:
     fold_in: bool = True  # items gaining their first interactions start from their neighbours' CF rows
     replay_all: bool = False  # replay every user without new events (`replay` is then ignored)
     als_iterations: int = 15  # ALS iterations refining every CF row on all data, from the parent's rows (0: none)
+    softmax_items: str | None = None  # the retrieval softmax's items, "all" or "trained" (None: as the parent trained)
     interpolation: float = 0.5  # the candidate: parent + this x (fine-tuned - parent) (1: the fine-tuned weights)
     bootstrap_reps: int = 1000
     seed: int = 0
@@ -42,5 +43,7 @@ class UpdateSettings:
             raise ValueError("epochs: at least 1; ranker epochs: at least 0")
         if not 0 < self.interpolation <= 1:
             raise ValueError(f"interpolation: in (0, 1], got {self.interpolation}")
+        if self.softmax_items not in (None, "all", "trained"):
+            raise ValueError(f"softmax items: 'all' or 'trained', got {self.softmax_items!r}")
         if self.replay < 0 or self.lr_scale <= 0 or self.als_iterations < 0:
             raise ValueError("replay: at least 0; lr scale: above 0; ALS iterations: at least 0")

@@ -138,10 +138,43 @@ def validation_ndcg(model: GenreModel, split: Split, variant: str = "fused", rec
         model, hist, scen, target, variant, recent_popularity=recent, new_items_by_content=False)[0])
 
 
-def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfig, rng):
+def softmax_catalog(split: Split, cfg: TrainConfig) -> torch.Tensor | None:
+    """The items (0-based ids) the retrieval softmax runs over: None for the
+    whole catalog (softmax_items "all"), or only the items with a training
+    interaction ("trained"). Over the whole catalog, an item that no training
+    interaction names is a negative at every position and never a target, so
+    the content projection, a function of its text, learns to score it low:
+    what a cold-start item, or an item that a feedback log first brings, then
+    inherits (benchmarks/RESULTS.md, 2026-12-05)."""
+    if cfg.softmax_items == "all":
+        return None
+    if cfg.softmax_items != "trained":
+        raise ValueError(f"softmax_items: 'all' or 'trained', got {cfg.softmax_items!r}")
+    return torch.from_numpy(np.flatnonzero(split.train_counts() > 0))
+
+
+def on_catalog(catalog: torch.Tensor | None, num_items: int, tables: list[torch.Tensor], targets: torch.Tensor,
+               columns: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Item tables [N, D], targets and excluded item columns restricted to
+    `catalog` (softmax_catalog), in its positions; unchanged for None.
+    Targets and history items are training interactions, so all are in it."""
+    if catalog is None:
+        return tables, targets, columns
+    where = torch.full((num_items,), -1, dtype=torch.long)
+    where[catalog] = torch.arange(catalog.numel())
+    return [t[catalog] for t in tables], where[targets], where[columns]
+
+
+def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfig, rng,
+                   catalog: torch.Tensor | None = None):
+    """The attention encoder's loss on a batch of training positions: softmax
+    cross-entropy of the fused score over the catalog (or `catalog`, from
+    softmax_catalog), plus aux_weight x that of the CF and content scores."""
     padded = model.items.padded_tables()
     u_cf, u_ct = model.encode_users(hist_tensor, scen, padded)
-    item_cf, item_ct = padded[0][1:], padded[1][1:]
+    rows, cols = (torch.as_tensor(np.asarray(c), dtype=torch.long) for c in history_cells(hist_lists))
+    (item_cf, item_ct), target, cols = on_catalog(catalog, padded[0].shape[0] - 1,
+                                                   [padded[0][1:], padded[1][1:]], target, cols)
     alpha = model.alpha(scen)
     num_items = item_cf.shape[0]
     if cfg.num_negatives and cfg.num_negatives < num_items:
@@ -159,8 +192,7 @@ def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfi
         s_cf, s_ct = u_cf @ item_cf.T, u_ct @ item_ct.T
         # Items already in the history are never the answer (evaluation excludes them).
         hit = torch.zeros_like(s_cf, dtype=torch.bool)
-        rows, cols = history_cells(hist_lists)
-        hit[torch.as_tensor(rows), torch.as_tensor(cols)] = True
+        hit[rows, cols] = True
         labels = target
         if cfg.item_dropout > 0:
             # Some items score as if they had no interactions (zero CF vector
@@ -198,11 +230,13 @@ class SequenceTargets:
 
 
 def sequence_retrieval_loss(model: GenreModel, targets: SequenceTargets, users: np.ndarray, windows: np.ndarray,
-                            ends: np.ndarray, cfg: TrainConfig, rng) -> torch.Tensor:
+                            ends: np.ndarray, cfg: TrainConfig, rng, catalog: torch.Tensor | None = None,
+                            ) -> torch.Tensor:
     """The sequential encoder's loss on windows [B, L + 1] (shifted ids, right-
     aligned, ending at `ends`): at every position of the first L, softmax
-    cross-entropy over the whole catalog of the fused score, plus aux_weight x
-    that of the CF and content scores alone, each position's history excluded."""
+    cross-entropy over the whole catalog (or `catalog`, from softmax_catalog)
+    of the fused score, plus aux_weight x that of the CF and content scores
+    alone, each position's history excluded."""
     L = windows.shape[1] - 1
     inp = torch.from_numpy(windows[:, :-1])
     rows, cols = torch.nonzero(inp > 0, as_tuple=True)
@@ -213,8 +247,10 @@ def sequence_retrieval_loss(model: GenreModel, targets: SequenceTargets, users: 
     cf_table, ct_table = model.items.padded_tables()
     u_cf, u_ct = model.user.sequence(cf_table[inp], ct_table[inp], inp > 0, scen_grid)
     u_cf, u_ct = u_cf[rows, cols], u_ct[rows, cols]
-    item_cf, item_ct = cf_table[1:], ct_table[1:]
-    exclude = prefix_exclusion(inp, rows, cols)
+    ex_rows, ex_cols = prefix_exclusion(inp, rows, cols)
+    (item_cf, item_ct), target, ex_cols = on_catalog(catalog, cf_table.shape[0] - 1, [cf_table[1:], ct_table[1:]],
+                                                      target, ex_cols)
+    exclude = (ex_rows, ex_cols)
     bf16 = use_bf16(cfg.bf16)
     if model.cfg.tied:
         # SASRec+'s loss on the CF channel alone, and the content channel's
@@ -325,6 +361,7 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     # with the others (the ranker's) frozen then, it reduces exactly the ones this stage trains.
     with distributed.trainable_only(params, model):
         objective = ranks.wrap(distributed.Objective(model, sequence_retrieval_loss if sequential else retrieval_loss))
+    catalog = softmax_catalog(split, cfg)
     for epoch in range(1, (fixed_epochs or cfg.epochs) + 1):
         model.train()
         order = rng.permutation(users.size)
@@ -336,12 +373,12 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
         for s in bar:
             pick, weight = ranks.share(order[s : s + batch_size])
             if sequential:
-                loss = objective(seq_targets, users[pick], windows[pick], ends[pick], cfg, rows_rng)
+                loss = objective(seq_targets, users[pick], windows[pick], ends[pick], cfg, rows_rng, catalog)
             else:
                 hist_lists, hist, scen, target = make_batch(
                     split, users[pick], positions[pick], model.cfg.max_history, cfg.target_window, rows_rng
                 )
-                loss = objective(hist, scen, target, hist_lists, cfg, rows_rng)
+                loss = objective(hist, scen, target, hist_lists, cfg, rows_rng, catalog)
             opt.zero_grad()
             (loss * weight if ranks.active else loss).backward()
             opt.step()

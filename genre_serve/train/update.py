@@ -99,6 +99,7 @@ from genre_serve.train.trainer import (
     seed_everything,
     sequence_retrieval_loss,
     set_served_recent_popularity,
+    softmax_catalog,
     train_ranker,
     training_positions,
     zero_cf_of_unseen_items,
@@ -437,6 +438,9 @@ def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, re
     sequential = model.cfg.sequential
     if sequential:
         targets = SequenceTargets(split, cfg.target_window)
+    if settings.softmax_items is not None:
+        cfg = dataclasses.replace(cfg, softmax_items=settings.softmax_items)
+    catalog = softmax_catalog(split, cfg)
     history = []
     for epoch in range(1, settings.epochs + 1):
         model.train()
@@ -460,11 +464,12 @@ def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, re
         for s in bar:
             pick = order[s : s + batch]
             if sequential:
-                loss = sequence_retrieval_loss(model, targets, users[pick], windows[pick], ends[pick], cfg, rng)
+                loss = sequence_retrieval_loss(model, targets, users[pick], windows[pick], ends[pick], cfg, rng,
+                                               catalog)
             else:
                 hist_lists, hist, scen, target = make_batch(split, pos_users[pick], positions[pick],
                                                             model.cfg.max_history, cfg.target_window, rng)
-                loss = retrieval_loss(model, hist, scen, target, hist_lists, cfg, rng)
+                loss = retrieval_loss(model, hist, scen, target, hist_lists, cfg, rng, catalog)
             opt.zero_grad()
             loss.backward()
             opt.step()
