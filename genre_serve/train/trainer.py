@@ -153,14 +153,14 @@ def softmax_catalog(split: Split, cfg: TrainConfig) -> torch.Tensor | None:
     return torch.from_numpy(np.flatnonzero(split.train_counts() > 0))
 
 
-def on_catalog(catalog: torch.Tensor | None, num_items: int, tables: list[torch.Tensor], targets: torch.Tensor,
+def on_catalog(catalog: torch.Tensor | None, tables: list[torch.Tensor], targets: torch.Tensor,
                columns: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Item tables [N, D], targets and excluded item columns restricted to
     `catalog` (softmax_catalog), in its positions; unchanged for None.
     Targets and history items are training interactions, so all are in it."""
     if catalog is None:
         return tables, targets, columns
-    where = torch.full((num_items,), -1, dtype=torch.long)
+    where = torch.full((tables[0].shape[0],), -1, dtype=torch.long)
     where[catalog] = torch.arange(catalog.numel())
     return [t[catalog] for t in tables], where[targets], where[columns]
 
@@ -173,8 +173,7 @@ def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfi
     padded = model.items.padded_tables()
     u_cf, u_ct = model.encode_users(hist_tensor, scen, padded)
     rows, cols = (torch.as_tensor(np.asarray(c), dtype=torch.long) for c in history_cells(hist_lists))
-    (item_cf, item_ct), target, cols = on_catalog(catalog, padded[0].shape[0] - 1,
-                                                   [padded[0][1:], padded[1][1:]], target, cols)
+    (item_cf, item_ct), target, cols = on_catalog(catalog, [padded[0][1:], padded[1][1:]], target, cols)
     alpha = model.alpha(scen)
     num_items = item_cf.shape[0]
     if cfg.num_negatives and cfg.num_negatives < num_items:
@@ -248,8 +247,7 @@ def sequence_retrieval_loss(model: GenreModel, targets: SequenceTargets, users: 
     u_cf, u_ct = model.user.sequence(cf_table[inp], ct_table[inp], inp > 0, scen_grid)
     u_cf, u_ct = u_cf[rows, cols], u_ct[rows, cols]
     ex_rows, ex_cols = prefix_exclusion(inp, rows, cols)
-    (item_cf, item_ct), target, ex_cols = on_catalog(catalog, cf_table.shape[0] - 1, [cf_table[1:], ct_table[1:]],
-                                                      target, ex_cols)
+    (item_cf, item_ct), target, ex_cols = on_catalog(catalog, [cf_table[1:], ct_table[1:]], target, ex_cols)
     exclude = (ex_rows, ex_cols)
     bf16 = use_bf16(cfg.bf16)
     if model.cfg.tied:
