@@ -28,6 +28,14 @@ from genre_serve.errors import ConfigError
 from genre_serve.models.genre import ModelConfig
 
 ENV_PREFIX = "GENRE_SERVE_TRAIN_"
+# The values a string field of TrainConfig may take (checked when a config is
+# built, so a typo fails before text vectors and ALS are computed, not after).
+CHOICES = {
+    "bf16": ("auto", "on", "off"),
+    "lr_schedule": ("constant", "cosine"),
+    "softmax_items": ("all", "trained"),
+    "cf_init": ("als", "random"),
+}
 LEGACY_ENV_PREFIX = "GENRE_SERVE_"
 
 
@@ -71,6 +79,16 @@ class TrainConfig:
     max_text_length: int = 64
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self):
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        if not 0 <= self.cold_item_fraction < 1:
+            raise ConfigError(f"cold_item_fraction: in [0, 1), got {self.cold_item_fraction}")
+        if self.lr <= 0 or self.epochs < 1 or self.batch_size < 1 or self.sequence_batch_size < 1:
+            raise ConfigError(f"lr: above 0, epochs and batch sizes: at least 1; got lr {self.lr}, "
+                              f"epochs {self.epochs}, batch sizes {self.batch_size} / {self.sequence_batch_size}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:

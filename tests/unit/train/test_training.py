@@ -179,6 +179,16 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         TrainConfig.from_dict({"model": {"width": 3}})
 
 
+@pytest.mark.parametrize("field, bad", [("softmax_items", "some"), ("lr_schedule", "linear"), ("cf_init", "svd"),
+                                        ("bf16", "maybe"), ("cold_item_fraction", 1.0), ("epochs", 0)])
+def test_config_rejects_a_bad_choice_where_it_is_read_not_when_training_starts(tmp_path, field, bad):
+    (tmp_path / "c.toml").write_text(f"{field} = {bad!r}\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.from_toml(tmp_path / "c.toml")
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig().with_env({f"GENRE_SERVE_TRAIN_{field.upper()}": str(bad)})
+
+
 def test_cli_trains_and_evaluates_a_user_supplied_csv_pair(tmp_path, capsys):
     raw, items = synthetic.generate(num_users=80, num_items=100, seed=2)
     raw.to_csv(tmp_path / "interactions.csv", index=False)
