@@ -41,7 +41,7 @@ def main() -> None:
         rep = evaluate_run(load_run(d, weights="selection"), with_baselines=False, progress=False)
         m = rep.to_dict()["methods"]
         meta = json.loads(Path(d, "meta.json").read_text())
-        scored = [h["valid_ndcg@10"] for h in meta["retrieval_history"] if h.get("valid_ndcg@10") is not None]
+        scored = [h["valid_ndcg@10"] for h in T.validated_epochs(meta["retrieval_history"])]
         out[name] = {"valid_best": max(scored),
                      "test": {k: m[k]["NDCG@10"] for k in m},
                      "cold": {k: (v.recall20, v.recall20_among_held_out) for k, v in rep.cold_start.items()},

@@ -40,6 +40,7 @@ from genre_serve.evaluation import baselines as B
 from genre_serve.evaluation.evaluate import _baseline_ranks, evaluate_run
 from genre_serve.evaluation.metrics import bootstrap_ci, ndcg_gains
 from genre_serve.formats.run_dir import load_run
+from genre_serve.train.trainer import validated_epochs
 
 PEERS = ("SASRec+ (full softmax)", "EASE")
 
@@ -149,7 +150,7 @@ def smoothed_best(history: list[dict], width: int = 5) -> dict:
     swings from epoch to epoch is biased upwards on the very users that report it, so a maximum favours
     the noisiest recipe; the mean around it does much less.
     """
-    scored = [h for h in history if h.get("valid_ndcg@10") is not None]
+    scored = validated_epochs(history)
     if not scored:
         return {"best_epoch": None, "best": None, "mean": None}
     i = max(range(len(scored)), key=lambda j: scored[j]["valid_ndcg@10"])

@@ -521,9 +521,15 @@ def set_served_recent_popularity(model: GenreModel, split: Split) -> None:
         model.items.recent_popularity[1:] = torch.from_numpy(recent_counter.latest())
 
 
+def validated_epochs(history: list[dict]) -> list[dict]:
+    """The entries of a training history that carry a validation NDCG@10
+    (a deployment fit and epochs between validations carry none)."""
+    return [h for h in history if h.get("valid_ndcg@10") is not None]
+
+
 def best_epoch(history: list[dict]) -> int:
     """The epoch whose validation NDCG@10 was kept (0: none was better than the start)."""
-    scored = [h for h in history if h.get("valid_ndcg@10") is not None]
+    scored = validated_epochs(history)
     return max(scored, key=lambda h: h["valid_ndcg@10"])["epoch"] if scored else 0
 
 
