@@ -159,9 +159,8 @@ def channel_rows(rp: Replay, runs: list[str]) -> list[dict]:
     for name in runs:
         model = load_run(rp.out / name).model
         n = model.items.num_items
-        known = np.flatnonzero(req.targets < n)
+        known, hist = req.within_catalog(n)
         recent = rp.popularity.at(req.times[known])[:, :n] if model.cfg.recent_popularity else None
-        hist = [req.histories[i][req.histories[i] < n] for i in known]
         fusion = fusion_parameters(model)
         print(f"{name}: alpha {np.round(fusion['alpha'], 3)}, recent-popularity weight "
               f"{fusion['recent_popularity_weight']}")

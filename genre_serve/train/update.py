@@ -326,6 +326,13 @@ class Requests:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def within_catalog(self, num_items: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The requests whose target a model of `num_items` items knows, and
+        their histories without the items it does not: an item added after a
+        model is one it could never recommend."""
+        known = np.flatnonzero(self.targets < num_items)
+        return known, [self.histories[i][self.histories[i] < num_items] for i in known]
+
 
 def gate_requests(seqs: Sequences) -> Requests:
     """Every slice event as a request."""
@@ -561,11 +568,10 @@ def event_gains(model: GenreModel, requests: Requests, depth: int, popularity: R
     recommend them."""
     n = model.items.num_items
     gains = np.zeros(len(requests))
-    known = np.flatnonzero(requests.targets < n)
+    known, histories = requests.within_catalog(n)
     use_popularity = popularity is not None and model.cfg.recent_popularity
     for s in range(0, known.size, batch):
-        rows = known[s : s + batch]
-        hist = [h[h < n] for h in (requests.histories[i] for i in rows)]
+        rows, hist = known[s : s + batch], histories[s : s + batch]
         recent = popularity.at(requests.times[rows])[:, :n] if use_popularity else None
         ranks, _ = ranked_pipeline_ranks(model, hist, requests.scenarios[rows], requests.targets[rows], depth,
                                          recent_popularity=recent)
