@@ -5,7 +5,10 @@ one before it the validation target, the rest is training. Validation is
 scored with the training history; test with training + validation history.
 Optionally a fraction of items is held out entirely (cold items): none of
 their interactions is in any training sequence, and the users who had them
-become cold-start targets.
+become cold-start targets. Every other held-out item (in id order) belongs
+to validation, the rest to test (Split.cold_stage): how high a model should
+place items it has never trained on is something only held-out interactions
+with such items can fit, and the test's cold items must not be those.
 """
 
 from __future__ import annotations
@@ -82,6 +85,28 @@ class Split:
             hist.append(items)
             hist_s.append(scens)
         return Stage(users, hist, hist_s, target[users], scen[users])
+
+    def cold_stage_items(self, name: str) -> np.ndarray:
+        """The held-out items whose interactions are stage `name`'s cold-start
+        targets: every other one of `cold_items` (sorted) for validation, the
+        others for test. Both stages' items are in the catalog at both, unseen."""
+        self._stage_arrays(name)  # checks the name
+        return self.cold_items[0::2] if name == "valid" else self.cold_items[1::2]
+
+    def cold_stage(self, name: str) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray | None]:
+        """Stage `name`'s cold-start requests, one per (user, held-out item of
+        the stage): users, their training histories, the items, and the times
+        of those interactions (None: the split has no times)."""
+        ours = np.isin(np.arange(self.num_items), self.cold_stage_items(name))
+        users, hist, targets, times = [], [], [], []
+        for u, cold in enumerate(self.cold_targets):
+            for j in np.flatnonzero(ours[cold]):
+                users.append(u)
+                hist.append(self.train_items[u])
+                targets.append(cold[j])
+                times.append(self.cold_times[u][j] if self.has_times else 0)
+        return (np.array(users, np.int64), hist, np.array(targets, np.int64),
+                np.array(times, np.int64) if self.has_times else None)
 
     def all_counts(self) -> np.ndarray:
         """Interactions per item in the whole split: training, validation,

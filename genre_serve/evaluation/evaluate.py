@@ -67,20 +67,11 @@ def default_baselines(seed: int = 0, recent_days: float | None = None, num_items
     ]
 
 
-def cold_start_inputs(run: Run):
-    """One row per (user, held-out item): the user's training history as input,
+def cold_start_inputs(run: Run, stage: str = "test"):
+    """One row per (user, held-out item of the stage): the user's training history as input,
     and the time of the interaction with the item (None: the split has no times)."""
-    split = run.split
-    users, hist, scen, targets, times = [], [], [], [], []
-    for u, cold in enumerate(split.cold_targets):
-        for j, item in enumerate(cold):
-            users.append(u)
-            hist.append(split.train_items[u])
-            scen.append(0)
-            targets.append(item)
-            times.append(split.cold_times[u][j] if split.has_times else 0)
-    return (np.array(users, np.int64), hist, np.array(scen, np.int64), np.array(targets, np.int64),
-            np.array(times, np.int64) if split.has_times else None)
+    users, hist, targets, times = run.split.cold_stage(stage)
+    return users, hist, np.zeros(users.size, np.int64), targets, times
 
 
 def evaluate_run(run: Run, stage: str = "test", with_baselines: bool = True, progress: bool = True) -> EvaluationReport:
@@ -131,13 +122,13 @@ def evaluate_run(run: Run, stage: str = "test", with_baselines: bool = True, pro
               for peer in PEERS if peer in metrics}
 
     cold: dict[str, ColdStartRow] = {}
-    c_users, c_hist, c_scen, c_targets, c_times = cold_start_inputs(run)
+    c_users, c_hist, c_scen, c_targets, c_times = cold_start_inputs(run, stage)
     if c_targets.size:
         c_uvec = user_vectors(model, c_hist, c_scen)
         c_recent_popularity = None if recent_counter is None else recent_counter.at(c_times)
         # Second protocol: rank each target among the held-out items only (a
         # "new arrivals" slot); there, no information scores k / #held-out.
-        cold_cols = split.cold_items
+        cold_cols = split.cold_stage_items(stage)
         position = {int(item): j for j, item in enumerate(cold_cols)}
         c_pos = np.array([position[int(t)] for t in c_targets], np.int64)
         for name, variant, by_content in (("CF-only (alpha=1)", "cf", True),
@@ -161,7 +152,7 @@ def evaluate_run(run: Run, stage: str = "test", with_baselines: bool = True, pro
     return EvaluationReport(
         run=str(run.path), dataset=run.meta.get("dataset"), stage=stage,
         protocol="leave-last-out by time per user; full-catalog ranking; the user's history excluded",
-        users=int(len(users)), items=int(split.num_items), cold_items=int(split.cold_items.size),
+        users=int(len(users)), items=int(split.num_items), cold_items=int(split.cold_stage_items(stage).size),
         methods=rows, cold_start=cold, baseline_seconds=timings, served_vs_peers=versus,
         weights=run.weights, served_weights=run.meta.get("served_weights", "selection"),
     )

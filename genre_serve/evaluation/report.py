@@ -91,7 +91,7 @@ def format_table(report: EvaluationReport) -> str:
     if report.cold_start:
         pairs = next(iter(report.cold_start.values())).pairs
         lines.append("")
-        lines.append(f"cold start: {report.cold_items} items held out of training entirely, "
+        lines.append(f"cold start: the stage's {report.cold_items} of the items held out of training entirely, "
                      f"{pairs} (user, item) pairs; Recall@20 over the full catalog, and among the held-out "
                      f"items only (no information: {min(1.0, 20 / max(report.cold_items, 1)):.4f})")
         for name, c in report.cold_start.items():

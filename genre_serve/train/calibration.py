@@ -12,7 +12,10 @@ how often users pick an item the CF tables have never seen is something only
 held-out interactions show.
 
 So all three are fitted together on the validation targets, by their
-likelihood: the cross-entropy of the fused scores over the whole catalog
+likelihood (with `cold`, also on validation's held-out items: each user's
+interactions with them, weighted to their share of all interactions, so
+the new-item bias is fitted on what it is for, not only pushed down by
+warm targets that never name a new item): the cross-entropy of the fused scores over the whole catalog
 (the history excluded), the loss retrieval trains with. The parameters are a
 shift of every scenario's alpha logit (the differences between scenarios
 stay as trained), the recent-popularity weight, the new-item bias and a
@@ -33,7 +36,6 @@ from genre_serve.data.split import Split
 from genre_serve.evaluation.genre_eval import (
     item_tables,
     recent_popularity_counter,
-    stage_recent_popularity,
     user_vectors,
 )
 from genre_serve.evaluation.metrics import exclude_histories, history_cells, ndcg_at, ranks_of_targets
@@ -50,22 +52,38 @@ class FusionScores:
     fusion is a function of: CF without recent popularity, content, recent
     popularity at each request's time."""
 
-    def __init__(self, model: GenreModel, split: Split, seed: int = 0, stage: str = "valid"):
+    def __init__(self, model: GenreModel, split: Split, seed: int = 0, stage: str = "valid", cold: bool = False):
         requests = split.stage(stage)
-        hist, targets, scen = requests.histories, requests.targets, requests.scenarios
+        hist, targets, scen = list(requests.histories), np.asarray(requests.targets), np.asarray(requests.scenarios)
+        times = split.stage_times(stage) if split.has_times else np.zeros(targets.size, np.int64)
+        warm = targets.size
+        weights = np.ones(warm)
+        if cold:
+            _, c_hist, c_targets, c_times = split.cold_stage(stage)
+            if c_targets.size:
+                # The cold rows weigh, all together, what their interactions weigh among all of them.
+                share = c_targets.size / max(int(split.all_counts().sum()), 1)
+                each = share / (1 - share) * warm / c_targets.size
+                weights = np.concatenate([weights, np.full(c_targets.size, each)])
+                hist += c_hist
+                targets = np.concatenate([targets, c_targets])
+                scen = np.concatenate([scen, np.zeros(c_targets.size, np.int64)])
+                times = np.concatenate([times, c_times if c_times is not None else np.zeros(c_targets.size, np.int64)])
         keep = np.arange(len(targets))
         limit = max(1, MAX_FIT_CELLS // max(split.num_items, 1))
         if keep.size > limit:
             keep = np.sort(np.random.default_rng(seed).choice(keep.size, limit, replace=False))
         self.histories = [hist[i] for i in keep]
-        self.targets = np.asarray(targets)[keep]
-        self.scenarios = np.asarray(scen)[keep]
+        self.targets = targets[keep]
+        self.scenarios = scen[keep]
+        self.warm = keep < warm  # the rows of the stage's own targets (NDCG@10 is reported on these)
+        self.weights = torch.from_numpy(weights[keep].astype(np.float32))
         item_cf, item_ct = item_tables(model)
         u_cf, u_ct, _ = user_vectors(model, self.histories, self.scenarios)
         recent_counter = recent_popularity_counter(model, split)
         if recent_counter is not None:
             self.cf = torch.from_numpy(u_cf[:, :-1] @ item_cf[:, :-1].T)
-            popularity = stage_recent_popularity(recent_counter, split, stage)[keep]
+            popularity = recent_counter.at(times[keep])
             self.recent_popularity = torch.from_numpy(np.ascontiguousarray(popularity, dtype=np.float32))
         else:
             self.cf, self.recent_popularity = torch.from_numpy(u_cf @ item_cf.T), None
@@ -89,12 +107,26 @@ class FusionScores:
         return (scores * temperature).masked_fill(self.seen, -1e9)
 
     def cross_entropy(self, *params) -> torch.Tensor:
-        return F.cross_entropy(self.fused(*params), torch.from_numpy(self.targets))
+        per_row = F.cross_entropy(self.fused(*params), torch.from_numpy(self.targets), reduction="none")
+        return (per_row * self.weights).sum() / self.weights.sum()
 
     def ndcg10(self, *params) -> float:
+        """NDCG@10 of the stage's own (warm) targets."""
+        warm = np.flatnonzero(self.warm)
+        hist = [self.histories[i] for i in warm]
         with torch.no_grad():
-            scores = exclude_histories(self.fused(*params).numpy(), self.histories)
-        return ndcg_at(ranks_of_targets(scores, self.histories, self.targets)[0], 10)
+            scores = exclude_histories(self.fused(*params)[torch.from_numpy(warm)].numpy(), hist)
+        return ndcg_at(ranks_of_targets(scores, hist, self.targets[warm])[0], 10)
+
+    def cold_recall20(self, *params) -> float | None:
+        """Recall@20 of the cold rows' items over the whole catalog (None: no cold row)."""
+        cold = np.flatnonzero(~self.warm)
+        if not cold.size:
+            return None
+        hist = [self.histories[i] for i in cold]
+        with torch.no_grad():
+            scores = exclude_histories(self.fused(*params)[torch.from_numpy(cold)].numpy(), hist)
+        return float((ranks_of_targets(scores, hist, self.targets[cold])[0] < 20).mean())
 
 
 def fusion_parameters(model: GenreModel) -> dict:
@@ -108,15 +140,17 @@ def fusion_parameters(model: GenreModel) -> dict:
     }
 
 
-def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: bool = True) -> dict:
+def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: bool = True,
+                     cold: bool = False) -> dict:
     """Fits alpha (a shift of every scenario's logit), the recent-popularity
     weight (one for all scenarios) and the new-item bias on the validation
-    likelihood, and sets them in `model`. Keeps the trained values if the fit
-    does not lower the cross-entropy. Returns the parameters and validation
-    figures before and after."""
+    likelihood (with `cold`, validation's held-out items' interactions in it),
+    and sets them in `model`. Keeps the trained values if the fit does not
+    lower the cross-entropy. Returns the parameters and validation figures
+    before and after."""
     if not len(split.stage("valid").targets):
         return {"skipped": "no validation targets"}
-    data = FusionScores(model, split, seed)
+    data = FusionScores(model, split, seed, cold=cold)
     logits0 = model.alpha_logit.detach().clone()
     w0 = float(model.user.recent_popularity_weight.weight[0, 0].detach()) if data.has_recent_popularity else 0.0
     start = (logits0, torch.tensor(w0), model.new_item_bias.detach().clone())
@@ -130,7 +164,8 @@ def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: b
     fitted = (logits0 + shift.detach(), w.detach(), bias.detach())
     with torch.no_grad():
         ce_after = float(data.cross_entropy(*fitted, log_temperature.detach().exp()))
-    report = {"valid_users": int(data.targets.size), "before": fusion_parameters(model),
+    report = {"valid_users": int(data.warm.sum()), "valid_cold_pairs": int((~data.warm).sum()),
+              "valid_cold_recall@20_before": data.cold_recall20(*start), "before": fusion_parameters(model),
               "valid_cross_entropy_before": ce_before, "valid_ndcg@10_before": data.ndcg10(*start)}
     accepted = bool(np.isfinite(ce_after) and ce_after < ce_before)
     if accepted:
@@ -142,7 +177,9 @@ def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: b
     report.update({"accepted": accepted, "after": fusion_parameters(model),
                    "temperature": float(log_temperature.detach().exp()),
                    "valid_cross_entropy_after": ce_after if accepted else ce_before,
-                   "valid_ndcg@10_after": data.ndcg10(*fitted) if accepted else report["valid_ndcg@10_before"]})
+                   "valid_ndcg@10_after": data.ndcg10(*fitted) if accepted else report["valid_ndcg@10_before"],
+                   "valid_cold_recall@20_after": data.cold_recall20(*fitted) if accepted
+                   else report["valid_cold_recall@20_before"]})
     if model.cfg.tied:
         report["alpha_by_ndcg"] = _alpha_by_ndcg(model, data)
         report["after"] = fusion_parameters(model)

@@ -550,7 +550,8 @@ def fit_model(split: Split, text: np.ndarray, num_scenarios: int, cfg: TrainConf
     zero_cf_of_unseen_items(model, split)
     set_served_recent_popularity(model, split)
     if selected is None:
-        calibration = calibrate_fusion(model, split, cfg.seed, progress) if cfg.calibrate_fusion else {}
+        calibration = (calibrate_fusion(model, split, cfg.seed, progress, cfg.cold_calibration)
+                       if cfg.calibrate_fusion else {})
     else:
         with torch.no_grad():
             model.alpha_logit.copy_(selected.alpha_logit)

@@ -31,6 +31,24 @@ def test_held_out_interactions_never_appear_in_training():
     assert not set(split.test_item.tolist()) & set(split.cold_items.tolist())
 
 
+def test_the_held_out_items_are_split_between_validation_and_test():
+    split = leave_last_out(synthetic_dataset(), cold_item_fraction=0.1, seed=1)
+    valid, test = split.cold_stage_items("valid"), split.cold_stage_items("test")
+    assert valid.size and test.size and not set(valid.tolist()) & set(test.tolist())
+    np.testing.assert_array_equal(np.sort(np.concatenate([valid, test])), split.cold_items)
+    pairs = []
+    for stage, items in (("valid", valid), ("test", test)):
+        users, hist, targets, times = split.cold_stage(stage)
+        assert set(targets.tolist()) <= set(items.tolist())
+        for u, h, t, when in zip(users, hist, targets, times):
+            np.testing.assert_array_equal(h, split.train_items[u])
+            j = list(split.cold_targets[u]).index(t)
+            assert split.cold_times[u][j] == when
+        pairs += list(zip(users.tolist(), targets.tolist()))
+    every = [(u, int(i)) for u, items in enumerate(split.cold_targets) for i in items]
+    assert sorted(pairs) == sorted(every)
+
+
 def test_test_stage_history_includes_the_validation_item():
     split = leave_last_out(synthetic_dataset())
     test = split.stage("test")

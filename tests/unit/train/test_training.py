@@ -258,6 +258,39 @@ def test_fusion_is_fitted_on_the_validation_likelihood_and_the_snapshot_is_serve
                                recent_popularity_counter(run.model, run.split).latest())
 
 
+def test_with_validations_held_out_items_the_fit_sees_new_items_chosen(trained):
+    """cold=True: validation's half of the held-out items (their interactions)
+    join the likelihood, weighted to their share of all interactions, and the
+    new-item bias, flat in the warm-only fit, is fitted at a minimum of it."""
+    import copy
+
+    import torch
+
+    from genre_serve.train.calibration import FusionScores, calibrate_fusion
+
+    ds, run = trained
+    split = run.split
+    users, _, targets, _ = split.cold_stage("valid")
+    assert targets.size and set(targets.tolist()) <= set(split.cold_stage_items("valid").tolist())
+    data = FusionScores(run.model, split, run.config.seed, cold=True)
+    cold_rows = ~data.warm
+    assert cold_rows.sum() == targets.size and data.warm.sum() == len(split.stage("valid").targets)
+    share = targets.size / split.all_counts().sum()
+    ratio = float(data.weights[torch.from_numpy(cold_rows)].sum() / data.weights[torch.from_numpy(data.warm)].sum())
+    assert ratio == pytest.approx(share / (1 - share), rel=1e-5)
+    model = copy.deepcopy(run.model)
+    fit = calibrate_fusion(model, split, run.config.seed, progress=False, cold=True)
+    assert fit["accepted"] and fit["valid_cold_pairs"] == targets.size
+    fitted = FusionScores(model, split, run.config.seed, cold=True)
+    w = model.user.recent_popularity_weight.weight[0, 0]
+    with torch.no_grad():
+        best = float(fitted.cross_entropy(model.alpha_logit, w, model.new_item_bias, fit["temperature"]))
+        for step in (-0.5, 0.5):
+            assert float(fitted.cross_entropy(model.alpha_logit, w, model.new_item_bias + step,
+                                              fit["temperature"])) > best
+    assert fit["valid_cold_recall@20_after"] == fitted.cold_recall20(model.alpha_logit, w, model.new_item_bias)
+
+
 def test_the_fit_scores_what_evaluation_scores(trained):
     """FusionScores restates the served fusion in torch (for gradients): at
     the model's own parameters it equals variant_scores, new-item bias included."""
