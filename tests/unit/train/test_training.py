@@ -241,7 +241,7 @@ def test_fusion_is_fitted_on_the_validation_likelihood_and_the_snapshot_is_serve
     bias = run.model.new_item_bias
     assert float(bias) == pytest.approx(cal["after"]["new_item_bias"])
     # A minimum of the validation cross-entropy: moving any fitted number raises it.
-    data = FusionScores(run.model, run.split, run.config.seed)
+    data = FusionScores(run.model, run.split, run.config.seed, cold=run.config.cold_calibration)
     temperature = cal["temperature"]
     with torch.no_grad():
         best = float(data.cross_entropy(logits, w[0], bias, temperature))
@@ -249,9 +249,8 @@ def test_fusion_is_fitted_on_the_validation_likelihood_and_the_snapshot_is_serve
         for step in (-0.3, 0.3):
             assert float(data.cross_entropy(logits + step, w[0], bias, temperature)) > best
             assert float(data.cross_entropy(logits, w[0] + step, bias, temperature)) > best
-            # Flat where no validation target is a new item (the bias then runs low: never shown):
-            # equal within float32 summation noise (1.9e-6 of 5.09 seen on one CPU; rel=1e-6 is about 10 ulp).
-            assert float(data.cross_entropy(logits, w[0], bias + step, temperature)) >= best * (1 - 1e-6)
+            # Validation's held-out items name new items: the bias is fitted at a minimum too.
+            assert float(data.cross_entropy(logits, w[0], bias + step, temperature)) > best
     assert data.ndcg10(logits, w[0], bias) == pytest.approx(cal["valid_ndcg@10_after"])
     # Served tables carry the snapshot after the newest training interaction.
     np.testing.assert_allclose(run.model.items.recent_popularity[1:].numpy(),
@@ -280,7 +279,7 @@ def test_with_validations_held_out_items_the_fit_sees_new_items_chosen(trained):
     assert ratio == pytest.approx(share / (1 - share), rel=1e-5)
     model = copy.deepcopy(run.model)
     fit = calibrate_fusion(model, split, run.config.seed, progress=False, cold=True)
-    assert fit["accepted"] and fit["valid_cold_pairs"] == targets.size
+    assert fit["valid_cold_pairs"] == targets.size
     fitted = FusionScores(model, split, run.config.seed, cold=True)
     w = model.user.recent_popularity_weight.weight[0, 0]
     with torch.no_grad():
