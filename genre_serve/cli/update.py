@@ -49,6 +49,11 @@ def register(commands: Subparsers) -> None:
     u.add_argument("--interpolation", type=float, default=d.interpolation, metavar="BETA",
                    help="the candidate's weights: the run's plus BETA x (fine-tuned - run's), in (0, 1]; below 1 "
                         "an update drifts less from what served well (default: %(default)s)")
+    u.add_argument("--distill", type=float, default=d.distill, metavar="WEIGHT",
+                   help="pull the fine-tuned model's softmax towards the run's on the replayed users' positions "
+                        "(knowledge distillation, against forgetting; attention encoder; default: %(default)s, off)")
+    u.add_argument("--distill-users", choices=["replayed", "all"], default=d.distill_users,
+                   help="whose positions --distill applies to (default: %(default)s)")
     u.add_argument("--ranker-epochs", type=int, default=d.ranker_epochs,
                    help="also fine-tune the ranker this many epochs (default: %(default)s, the run's ranker)")
     u.add_argument("--refit-on-slice", action=argparse.BooleanOptionalAction, default=d.refit_on_slice,
@@ -96,7 +101,7 @@ def cmd_update(args) -> int:
                               replay=UpdateSettings.replay if args.replay == "all" else args.replay,
                               als_iterations=args.als_iterations, lr_scale=args.lr_scale,
                               interpolation=args.interpolation, refit_on_slice=args.refit_on_slice,
-                              seed=args.seed)
+                              distill=args.distill, distill_users=args.distill_users, seed=args.seed)
     try:
         settings.check()
     except ValueError as e:

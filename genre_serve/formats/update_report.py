@@ -31,6 +31,8 @@ class UpdateSettings:
     als_iterations: int = 15  # ALS iterations refining every CF row on all data, from the parent's rows (0: none)
     softmax_items: str | None = None  # the retrieval softmax's items, "all" or "trained" (None: as the parent trained)
     interpolation: float = 0.5  # the candidate: parent + this x (fine-tuned - parent) (1: the fine-tuned weights)
+    distill: float = 0.0  # weight of the pull towards the parent's softmax (distillation; 0: off; attention encoder)
+    distill_users: str = "replayed"  # whose positions are distilled: "replayed" or "all" (the updated ones too)
     bootstrap_reps: int = 1000
     seed: int = 0
 
@@ -43,6 +45,9 @@ class UpdateSettings:
             raise ValueError("epochs: at least 1; ranker epochs: at least 0")
         if not 0 < self.interpolation <= 1:
             raise ValueError(f"interpolation: in (0, 1], got {self.interpolation}")
+        if self.distill < 0 or self.distill_users not in ("replayed", "all"):
+            raise ValueError(f"distill: at least 0, got {self.distill}; distill users: 'replayed' or 'all', "
+                             f"got {self.distill_users!r}")
         if self.softmax_items not in (None, "all", "trained"):
             raise ValueError(f"softmax items: 'all' or 'trained', got {self.softmax_items!r}")
         if self.replay < 0 or self.lr_scale <= 0 or self.als_iterations < 0:

@@ -163,11 +163,54 @@ def on_catalog(catalog: torch.Tensor | None, tables: list[torch.Tensor], targets
     return [t[catalog] for t in tables], where[targets], where[columns]
 
 
+class Teacher:
+    """A frozen copy of the weights fine-tuning starts from. On the batch rows
+    it is given, the fine-tuned model's softmax over the catalog is pulled
+    towards the teacher's (knowledge distillation, as in Learning without
+    Forgetting, Li & Hoiem 2017): an update that fits new interactions keeps
+    what it scored for the users it only replays (train/update.py says why)."""
+
+    def __init__(self, model: GenreModel, weight: float):
+        self.model, self.weight = copy.deepcopy(model).eval(), weight
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def scores(self, hist_tensor, scen, catalog: torch.Tensor | None, cand: torch.Tensor | None):
+        """The teacher's training scores (fused, CF, content; no recent
+        popularity, as in training) over the same items as the student's."""
+        cf_table, ct_table = self.model.items.padded_tables()
+        u_cf, u_ct = self.model.encode_users(hist_tensor, scen, (cf_table, ct_table))
+        item_cf, item_ct = cf_table[1:], ct_table[1:]
+        if catalog is not None:
+            item_cf, item_ct = item_cf[catalog], item_ct[catalog]
+        if cand is None:
+            s_cf, s_ct = u_cf @ item_cf.T, u_ct @ item_ct.T
+        else:
+            s_cf = (u_cf.unsqueeze(1) * item_cf[cand]).sum(-1)
+            s_ct = (u_ct.unsqueeze(1) * item_ct[cand]).sum(-1)
+        a = self.model.alpha(scen).unsqueeze(1)
+        return a * s_cf + (1 - a) * s_ct, s_cf, s_ct
+
+    def loss(self, student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...], hidden: torch.Tensor,
+             weights: tuple[float, ...]) -> torch.Tensor:
+        """weight x the sum over the score kinds of weights x KL(teacher || student), the `hidden` cells out."""
+        total = student[0].new_zeros(())
+        for s, t, w in zip(student, teacher, weights):
+            log_s = F.log_softmax(s.masked_fill(hidden, -1e9), 1)
+            log_t = F.log_softmax(t.masked_fill(hidden, -1e9), 1)
+            total = total + w * F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+        return self.weight * total
+
+
 def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfig, rng,
-                   catalog: torch.Tensor | None = None):
+                   catalog: torch.Tensor | None = None, teacher: Teacher | None = None,
+                   distilled: torch.Tensor | None = None):
     """The attention encoder's loss on a batch of training positions: softmax
     cross-entropy of the fused score over the catalog (or `catalog`, from
-    softmax_catalog), plus aux_weight x that of the CF and content scores."""
+    softmax_catalog), plus aux_weight x that of the CF and content scores;
+    with a `teacher`, plus its distillation loss on the `distilled` rows
+    (a boolean mask of the batch; None: every row)."""
     padded = model.items.padded_tables()
     u_cf, u_ct = model.encode_users(hist_tensor, scen, padded)
     rows, cols = (torch.as_tensor(np.asarray(c), dtype=torch.long) for c in history_cells(hist_lists))
@@ -199,7 +242,16 @@ def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfi
     a = alpha.unsqueeze(1)
     fused = a * s_cf + (1 - a) * s_ct
     losses = [F.cross_entropy(s.masked_fill(hit, -1e9), labels) for s in (fused, s_cf, s_ct)]
-    return losses[0] + cfg.aux_weight * (losses[1] + losses[2])
+    loss = losses[0] + cfg.aux_weight * (losses[1] + losses[2])
+    if teacher is not None:
+        rows_in = torch.ones(len(target), dtype=torch.bool) if distilled is None else distilled
+        if rows_in.any():
+            sampled = cand if cfg.num_negatives and cfg.num_negatives < num_items else None
+            t_scores = teacher.scores(hist_tensor[rows_in], scen[rows_in], catalog,
+                                      None if sampled is None else sampled[rows_in])
+            student = tuple(x[rows_in] for x in (fused, s_cf, s_ct))
+            loss = loss + teacher.loss(student, t_scores, hit[rows_in], (1.0, cfg.aux_weight, cfg.aux_weight))
+    return loss
 
 
 class SequenceTargets:

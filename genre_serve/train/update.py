@@ -94,6 +94,7 @@ from genre_serve.models.recent_popularity import RecentPopularity
 from genre_serve.models.sequence import training_windows
 from genre_serve.train.trainer import (
     SequenceTargets,
+    Teacher,
     make_batch,
     retrieval_loss,
     seed_everything,
@@ -425,10 +426,13 @@ def refine_cf_rows(model: GenreModel, split: Split, iterations: int, seed: int) 
 
 
 def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, replayed: np.ndarray,
-                        cfg: TrainConfig, settings: UpdateSettings, progress: bool) -> list[dict]:
+                        cfg: TrainConfig, settings: UpdateSettings, progress: bool,
+                        teacher: Teacher | None = None) -> list[dict]:
     """Fine-tunes the user encoder, the content tower and the CF rows of the
     items the windows hold, on the updated users' latest windows (their new
-    events, and their older ones before them) and the replayed users'."""
+    events, and their older ones before them) and the replayed users'; with
+    a `teacher` (settings.distill), pulled towards its softmax on the
+    replayed users' positions (or every position: settings.distill_users)."""
     rng = np.random.default_rng(settings.seed)
     frozen = ("ranker.", "user.recent_popularity_weight", "alpha_logit")
     named = [(n, p) for n, p in model.named_parameters() if not n.startswith(frozen)]
@@ -443,6 +447,8 @@ def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, re
     keep[torch.from_numpy(touched)] = False
     kept = {id(p): p.detach()[keep].clone() for p in item_rows}
     sequential = model.cfg.sequential
+    if teacher is not None and sequential:
+        raise ValueError(f"distill: supported for the attention encoder only, not {model.cfg.encoder!r}")
     if sequential:
         targets = SequenceTargets(split, cfg.target_window)
     if settings.softmax_items is not None:
@@ -476,7 +482,9 @@ def fine_tune_retrieval(model: GenreModel, split: Split, updated: np.ndarray, re
             else:
                 hist_lists, hist, scen, target = make_batch(split, pos_users[pick], positions[pick],
                                                             model.cfg.max_history, cfg.target_window, rng)
-                loss = retrieval_loss(model, hist, scen, target, hist_lists, cfg, rng, catalog)
+                distilled = None if settings.distill_users == "all" else torch.from_numpy(
+                    np.isin(pos_users[pick], replayed))
+                loss = retrieval_loss(model, hist, scen, target, hist_lists, cfg, rng, catalog, teacher, distilled)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -534,10 +542,11 @@ def fine_tune(parent: Run, seqs: Sequences, new_text: np.ndarray, parts: tuple[i
     replayed = np.sort(rng.choice(others, n_replay, replace=False)) if n_replay else np.zeros(0, np.int64)
     t0 = time.time()
     start = {name: p.detach().clone() for name, p in model.named_parameters()}
+    teacher = Teacher(model, settings.distill) if settings.distill else None
     folded = fold_in_new_rows(model, split) if settings.fold_in else 0
     if settings.als_iterations:
         refine_cf_rows(model, split, settings.als_iterations, settings.seed)
-    retrieval = fine_tune_retrieval(model, split, updated, replayed, cfg, settings, progress)
+    retrieval = fine_tune_retrieval(model, split, updated, replayed, cfg, settings, progress, teacher)
     zero_cf_of_unseen_items(model, split)
     set_served_recent_popularity(model, split)
     ranker = []

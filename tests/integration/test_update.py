@@ -312,9 +312,12 @@ def test_a_gated_rollout_and_a_rollback_under_load_fail_no_request(history, tmp_
     with pytest.raises(ExportError, match="not on disk"):
         rollback(repo, 99)
     code, out = _cli(capsys, "update", run, "--interactions", log, "--out", tmp_path / "dry", "--max-regression",
-                     "0.9", "--model-repository", repo, "--dry-run", "--quiet", "--interpolation", "0.75")
+                     "0.9", "--model-repository", repo, "--dry-run", "--quiet", "--interpolation", "0.75",
+                     "--distill", "0.5")
     assert code == 0 and "--dry-run" in out, out
-    assert json.loads((tmp_path / "dry" / REPORT_FILE).read_text())["settings"]["interpolation"] == 0.75
-    code, _ = _cli(capsys, "update", run, "--interactions", log, "--out", tmp_path / "bad", "--interpolation", "0")
-    assert code == 2 and not (tmp_path / "bad").exists()
+    settings = json.loads((tmp_path / "dry" / REPORT_FILE).read_text())["settings"]
+    assert settings["interpolation"] == 0.75 and settings["distill"] == 0.5 and settings["distill_users"] == "replayed"
+    for bad in (["--interpolation", "0"], ["--distill", "-1"]):
+        code, _ = _cli(capsys, "update", run, "--interactions", log, "--out", tmp_path / "bad", *bad)
+        assert code == 2 and not (tmp_path / "bad").exists()
     assert max(int(p.name) for p in (repo / "genre_recommend").iterdir() if p.name.isdigit()) == 3
