@@ -7,16 +7,16 @@ with the rest on the training positions, the first two come out biased
 towards what the CF vectors have memorised (alpha too high, the
 recent-popularity weight even negative), while on the validation
 interactions the content channel and recent popularity carry much more
-(benchmarks/RESULTS.md has the values). And
-how often users pick an item the CF tables have never seen is something only
-held-out interactions show.
+(benchmarks/RESULTS.md has the values). And how often users pick an item
+the CF tables have never seen is something only held-out interactions show.
 
 So all three are fitted together on the validation targets, by their
 likelihood (with `cold`, also on validation's held-out items: each user's
-interactions with them, weighted to their share of all interactions, so
-the new-item bias is fitted on what it is for, not only pushed down by
-warm targets that never name a new item): the cross-entropy of the fused scores over the whole catalog
-(the history excluded), the loss retrieval trains with. The parameters are a
+interactions with them, weighted to their share of all interactions, so the
+new-item bias is fitted on what it is for, not only pushed down by warm
+targets that never name a new item): the cross-entropy of the fused scores
+over the whole catalog (the history excluded), the loss retrieval trains
+with. The parameters are a
 shift of every scenario's alpha logit (the differences between scenarios
 stay as trained), the recent-popularity weight, the new-item bias and a
 temperature that only the fit uses (no ranking depends on it). Four numbers
@@ -72,7 +72,11 @@ class FusionScores:
         keep = np.arange(len(targets))
         limit = max(1, MAX_FIT_CELLS // max(split.num_items, 1))
         if keep.size > limit:
-            keep = np.sort(np.random.default_rng(seed).choice(keep.size, limit, replace=False))
+            # The same share of warm and of cold rows, so their weights keep their balance.
+            rng = np.random.default_rng(seed)
+            groups = (keep[:warm], keep[warm:])
+            keep = np.sort(np.concatenate([rng.choice(g, max(1, round(g.size * limit / keep.size)), replace=False)
+                                           for g in groups if g.size]))
         self.histories = [hist[i] for i in keep]
         self.targets = targets[keep]
         self.scenarios = scen[keep]

@@ -290,6 +290,23 @@ def test_with_validations_held_out_items_the_fit_sees_new_items_chosen(trained):
     assert fit["valid_cold_recall@20_after"] == fitted.cold_recall20(model.alpha_logit, w, model.new_item_bias)
 
 
+def test_a_subsampled_fit_keeps_the_same_share_of_warm_and_cold_rows(trained, monkeypatch):
+    """Above MAX_FIT_CELLS the fit's rows are subsampled by group, so a few
+    cold rows are neither lost to chance nor left outweighing the warm ones."""
+    import genre_serve.train.calibration as C
+
+    _, run = trained
+    full = C.FusionScores(run.model, run.split, run.config.seed, cold=True)
+    n_warm, n_cold = int(full.warm.sum()), int((~full.warm).sum())
+    limit = (n_warm + n_cold) // 2
+    monkeypatch.setattr(C, "MAX_FIT_CELLS", run.split.num_items * limit)
+    half = C.FusionScores(run.model, run.split, run.config.seed, cold=True)
+    share = limit / (n_warm + n_cold)
+    assert int(half.warm.sum()) == round(n_warm * share) and int((~half.warm).sum()) == round(n_cold * share)
+    assert set(half.targets[half.warm].tolist()) <= set(full.targets[full.warm].tolist())
+    assert set(half.weights.tolist()) == set(full.weights.tolist())
+
+
 def test_the_fit_scores_what_evaluation_scores(trained):
     """FusionScores restates the served fusion in torch (for gradients): at
     the model's own parameters it equals variant_scores, new-item bias included."""
