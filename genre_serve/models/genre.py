@@ -151,6 +151,29 @@ def user_vectors_of(encoder: nn.Module, u: torch.Tensor, scenario: torch.Tensor,
     return u_cf, encoder.out_ct(u if content_state is None else content_state)
 
 
+def add_short_term_and_heads(encoder: nn.Module, cfg: ModelConfig, num_scenarios: int) -> None:
+    """The layers both untied user encoders end with, in this order (the order
+    parameters are created in is the order a seed initialises them): the
+    short-term attention, the gate mixing long and short term, and the two
+    output heads (plus the recent-popularity weight)."""
+    h = cfg.hidden
+    encoder.short_key = nn.Linear(h, h)
+    encoder.short_query = nn.Linear(2 * h, h)
+    encoder.gate = nn.Linear(3 * h, h)
+    encoder.norm = nn.LayerNorm(h)
+    encoder.drop = nn.Dropout(cfg.dropout)
+    encoder.out_cf = nn.Linear(h, cfg.dim)
+    encoder.out_ct = nn.Linear(h, cfg.dim)
+    if cfg.recent_popularity:
+        encoder.recent_popularity_weight = recent_popularity_weight(num_scenarios)
+
+
+def gated_state(encoder: nn.Module, long: torch.Tensor, short: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Long and short term mixed by the scenario-conditioned gate, plus the scenario embedding `s`."""
+    g = torch.sigmoid(encoder.gate(torch.cat([long, short, s], -1)))
+    return encoder.drop(encoder.norm(g * long + (1 - g) * short + s))
+
+
 def short_term(encoder: nn.Module, long: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                mask: torch.Tensor, scenario: torch.Tensor, last_only: bool):
     """The sequential encoders' short term: attention over the last `short_len`
@@ -179,15 +202,7 @@ class UserEncoder(nn.Module):
         self.scenario = nn.Embedding(num_scenarios, h)
         self.long_key = nn.Linear(h, h)
         self.long_query = nn.Linear(h, h)
-        self.short_key = nn.Linear(h, h)
-        self.short_query = nn.Linear(2 * h, h)
-        self.gate = nn.Linear(3 * h, h)
-        self.norm = nn.LayerNorm(h)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.out_cf = nn.Linear(h, cfg.dim)
-        self.out_ct = nn.Linear(h, cfg.dim)
-        if cfg.recent_popularity:
-            self.recent_popularity_weight = recent_popularity_weight(num_scenarios)
+        add_short_term_and_heads(self, cfg, num_scenarios)
 
     def forward(self, hist_cf, hist_ct, mask, scenario):
         # The history is read without the recent-popularity column: a snapshot
@@ -208,9 +223,7 @@ class UserEncoder(nn.Module):
         q = self.short_query(torch.cat([x[:, -1], s], -1))
         w_short = masked_softmax((self.short_key(xs) @ q.unsqueeze(-1)).squeeze(-1) * scale, ms)
         short = (w_short.unsqueeze(-1) * xs).sum(1)
-        g = torch.sigmoid(self.gate(torch.cat([long, short, s], -1)))
-        u = self.drop(self.norm(g * long + (1 - g) * short + s))
-        return user_vectors_of(self, u, scenario)
+        return user_vectors_of(self, gated_state(self, long, short, s), scenario)
 
 
 class SequenceUserEncoder(nn.Module):
@@ -237,15 +250,7 @@ class SequenceUserEncoder(nn.Module):
         self.inp = nn.Linear(self.history_cf_dim + cfg.dim, h)
         self.transformer = CausalTransformer(h, cfg.blocks, cfg.heads, cfg.dropout, cfg.max_history)
         self.scenario = nn.Embedding(num_scenarios, h)
-        self.short_key = nn.Linear(h, h)
-        self.short_query = nn.Linear(2 * h, h)
-        self.gate = nn.Linear(3 * h, h)
-        self.norm = nn.LayerNorm(h)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.out_cf = nn.Linear(h, cfg.dim)
-        self.out_ct = nn.Linear(h, cfg.dim)
-        if cfg.recent_popularity:
-            self.recent_popularity_weight = recent_popularity_weight(num_scenarios)
+        add_short_term_and_heads(self, cfg, num_scenarios)
 
     def sequence(self, hist_cf, hist_ct, mask, scenario, last_only: bool = False):
         """User vectors at every position [B, L, d] (`last_only`: the last, [B, 1, d])."""
@@ -253,9 +258,7 @@ class SequenceUserEncoder(nn.Module):
         hist_cf = hist_cf[..., : self.history_cf_dim]
         x = self.inp(torch.cat([hist_cf, hist_ct], -1))
         long, scenario, s, short = short_term(self, self.transformer(x, mask), x, x, mask, scenario, last_only)
-        g = torch.sigmoid(self.gate(torch.cat([long, short, s], -1)))
-        u = self.drop(self.norm(g * long + (1 - g) * short + s))
-        return user_vectors_of(self, u, scenario)
+        return user_vectors_of(self, gated_state(self, long, short, s), scenario)
 
     def forward(self, hist_cf, hist_ct, mask, scenario):
         u_cf, u_ct = self.sequence(hist_cf, hist_ct, mask, scenario.unsqueeze(1), last_only=True)
