@@ -22,7 +22,9 @@ request is counted. Prints a table and writes JSON (and a PNG with --plot).
         --json benchmarks/results/feedback_loop.json --plot benchmarks/results/feedback_loop.png
 
 A run directory's retrains are kept and reused: `--settings '{"interpolation": 1.0}'` on the same --out
-replays only the update chains, with other settings.
+replays only the update chains, with other settings. `--no-retrain` skips the
+retrains altogether (no "of retrain" ratios): update settings compared on
+their chains' gate slices, the first model trained once per --out.
 """
 
 from __future__ import annotations
@@ -134,6 +136,8 @@ def main() -> int:
     p.add_argument("--plot", type=Path)
     p.add_argument("--no-load", action="store_true", help="skip the rollout under load")
     p.add_argument("--rounds", type=int, default=3, choices=[1, 2, 3])
+    p.add_argument("--no-retrain", action="store_true",
+                   help="skip the full retrains (the update chains only, without their ratios)")
     p.add_argument("--settings", type=json.loads, default={},
                    help="UpdateSettings fields for both update chains, as JSON (e.g. '{\"interpolation\": 1.0}'; "
                         "default: update's defaults)")
@@ -159,9 +163,10 @@ def main() -> int:
         write_log(ds, order, *consumed, log)
         row = {"round": r, "consumed": list(consumed), "scored": list(scored), "scored_events": len(requests)}
         row["frozen"] = {"ndcg@10": score(first, requests, popularity)}
-        retrain = out / f"train_{int(FRACTIONS[r] * 100)}"
-        seconds = timed_train(prefix_dataset(ds, order, cuts[r]), cfg, retrain)
-        row["retrain"] = {"ndcg@10": score(retrain, requests, popularity), "seconds": seconds}
+        if not args.no_retrain:
+            retrain = out / f"train_{int(FRACTIONS[r] * 100)}"
+            seconds = timed_train(prefix_dataset(ds, order, cuts[r]), cfg, retrain)
+            row["retrain"] = {"ndcg@10": score(retrain, requests, popularity), "seconds": seconds}
         for variant, slice_refit in (("update", True), ("gate only", False)):
             cand = out / f"{variant.replace(' ', '_')}_{r}"
             shutil.rmtree(cand, ignore_errors=True)  # a rerun's candidate replaces the last one's
@@ -179,19 +184,25 @@ def main() -> int:
             if variant == "update" and load is None and not args.no_load and result.promoted:
                 load = dict(rollout_under_load(serving, cand, requests, out), round=r)
         for variant in ("update", "gate only"):
-            row[variant]["of_retrain_ndcg"] = row[variant]["ndcg@10"] / row["retrain"]["ndcg@10"]
-            row[variant]["of_retrain_time"] = row[variant]["seconds"] / row["retrain"]["seconds"]
+            retrained = row.get("retrain")
+            row[variant]["of_retrain_ndcg"] = retrained and row[variant]["ndcg@10"] / retrained["ndcg@10"]
+            row[variant]["of_retrain_time"] = retrained and row[variant]["seconds"] / retrained["seconds"]
         rounds.append(row)
         print(json.dumps(row, default=float), flush=True)
     print(f"\nfeedback loop on ml-latest-small by time (seed {args.seed}; first model {t_first:.0f} s)")
     print(f"{'round':>5} {'events':>7} {'frozen':>8} {'retrain':>8} {'update':>8} {'gate only':>9} "
-          f"{'upd/retr':>8} {'t retr':>7} {'t upd':>6} {'t ratio':>7} verdict")
+          f"{'upd/retr':>8} {'t retr':>7} {'t upd':>6} {'t ratio':>7} {'gate':>7} verdict")
+
+    def cell(value, fmt: str, width: int) -> str:
+        return f"{value:>{width}{fmt}}" if value is not None else f"{'-':>{width}}"
+
     for row in rounds:
-        u = row["update"]
+        u, retrained = row["update"], row.get("retrain") or {}
         print(f"{row['round']:>5} {row['scored_events']:>7} {row['frozen']['ndcg@10']:>8.4f} "
-              f"{row['retrain']['ndcg@10']:>8.4f} {u['ndcg@10']:>8.4f} {row['gate only']['ndcg@10']:>9.4f} "
-              f"{u['of_retrain_ndcg']:>8.3f} {row['retrain']['seconds']:>6.0f}s {u['seconds']:>5.0f}s "
-              f"{u['of_retrain_time']:>7.3f} {u['verdict']}")
+              f"{cell(retrained.get('ndcg@10'), '.4f', 8)} {u['ndcg@10']:>8.4f} {row['gate only']['ndcg@10']:>9.4f} "
+              f"{cell(u['of_retrain_ndcg'], '.3f', 8)} {cell(retrained.get('seconds'), '.0f', 6)}s "
+              f"{u['seconds']:>5.0f}s {cell(u['of_retrain_time'], '.3f', 7)} {u['gate']['candidate_ndcg']:>7.4f} "
+              f"{u['verdict']}")
     if load:
         print(f"rollout under load (round {load['round']}): {load['requests']} requests, {load['failed']} failed, "
               f"versions answered {load['versions_seen']}")
@@ -209,7 +220,7 @@ def main() -> int:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        for variant in ("frozen", "retrain", "update", "gate only"):
+        for variant in [v for v in ("frozen", "retrain", "update", "gate only") if rounds[0].get(v)]:
             ax.plot([r["round"] for r in rounds], [r[variant]["ndcg@10"] for r in rounds], marker="o", label=variant)
         ax.set_xlabel("round (10% of the interactions consumed each)")
         ax.set_ylabel("NDCG@10 on the next 10%")

@@ -86,7 +86,7 @@ def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict
 
     cfg = dataclasses.replace(TrainConfig.from_dict(config), seed=seed, refit=False)
     ds = load_builtin("movielens-small", cfg.data)
-    split = leave_last_out(ds, cfg.cold_item_fraction, seed)
+    split = leave_last_out(ds, cfg.cold_item_fraction, seed, cfg.valid_per_user)
     test = split.stage("test")
     gains, seconds, selection = {}, {}, {}
 
@@ -94,7 +94,7 @@ def run_seed(seed: int, out: Path, grid: list[tuple[float, float]], config: dict
         ranks, _ = _baseline_ranks(model, test.users, test.histories, test.scenarios, test.targets)
         gains[name] = ndcg_gains(ranks, 10)
 
-    cache = out / f"seed{seed}_peers"
+    cache = out / (f"seed{seed}_peers" + (f"_valid{cfg.valid_per_user}" if cfg.valid_per_user > 1 else ""))
     if reuse_peers and cache.with_suffix(".npz").exists():
         # The peers of an earlier run of this script on the same seed (and split).
         gains.update(np.load(cache.with_suffix(".npz")))

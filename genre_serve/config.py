@@ -79,6 +79,7 @@ class TrainConfig:
     cf_lr_scale: float = 0.03
     cf_init: str = "als"  # "als": CF item vectors start from implicit ALS factors; "random": N(0, 0.02)
     cold_item_fraction: float = 0.02  # items held out entirely, for the cold-start evaluation
+    valid_per_user: int = 1  # validation targets per user (the interactions before the test one; data/split.py)
     text_encoder: str | None = None  # local checkpoint dir; None: all-MiniLM-L6-v2
     max_text_length: int = 64
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -88,6 +89,8 @@ class TrainConfig:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        if self.valid_per_user < 1:
+            raise ConfigError(f"valid_per_user: at least 1, got {self.valid_per_user}")
         if not 0 <= self.cold_item_fraction < 1:
             raise ConfigError(f"cold_item_fraction: in [0, 1), got {self.cold_item_fraction}")
         if self.lr <= 0 or self.epochs < 1 or self.batch_size < 1 or self.sequence_batch_size < 1:

@@ -3,6 +3,11 @@
 Leave-last-out: per user, by time, the last interaction is the test target, the
 one before it the validation target, the rest is training. Validation is
 scored with the training history; test with training + validation history.
+With `valid_per_user` k > 1, the k interactions before the test one are
+validation targets, each scored from everything before it: one target per
+user leaves a few hundred validation events on a small data set, whose
+NDCG@10 moves between neighbouring epochs or settings by more than what
+separates them (benchmarks/RESULTS.md), and model selection chases that noise.
 Optionally a fraction of items is held out entirely (cold items): none of
 their interactions is in any training sequence, and the users who had them
 become cold-start targets. Every other held-out item (in id order) belongs
@@ -48,6 +53,11 @@ class Split:
     valid_time: np.ndarray | None = None
     test_time: np.ndarray | None = None
     cold_times: list[np.ndarray] | None = None
+    # valid_per_user > 1: per user, the validation targets before valid_item
+    # (oldest first), each scored from the history before it. None: none.
+    valid_earlier: list[np.ndarray] | None = None
+    valid_earlier_scenarios: list[np.ndarray] | None = None
+    valid_earlier_times: list[np.ndarray] | None = None
 
     @property
     def num_users(self) -> int:
@@ -62,7 +72,17 @@ class Split:
         if not self.has_times:
             raise ValueError("this split has no timestamps (a run saved before they were kept)")
         target, times = self._stage_arrays(name)[0], (self.valid_time if name == "valid" else self.test_time)
+        if name == "valid" and self.valid_earlier is not None:
+            users = np.flatnonzero(target >= 0)
+            return np.concatenate([np.append(self.valid_earlier_times[u], times[u]) for u in users]
+                                  or [np.zeros(0, np.int64)]).astype(np.int64)
         return times[target >= 0]
+
+    def earlier_validation(self, u: int) -> tuple[np.ndarray, np.ndarray]:
+        """User u's validation targets before valid_item and their scenarios (empty: none)."""
+        if self.valid_earlier is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return self.valid_earlier[u], self.valid_earlier_scenarios[u]
 
     def _stage_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name == "valid":
@@ -76,15 +96,36 @@ class Split:
         scored with the training history, test with training + validation."""
         target, scen = self._stage_arrays(name)
         users = np.flatnonzero(target >= 0)
+        if name == "valid" and self.valid_earlier is not None:
+            return self._validation_events(users)
         hist, hist_s = [], []
         for u in users:
             items, scens = self.train_items[u], self.train_scenarios[u]
             if name == "test" and self.valid_item[u] >= 0:
-                items = np.append(items, self.valid_item[u])
-                scens = np.append(scens, self.valid_scenario[u])
+                earlier, earlier_s = self.earlier_validation(u)
+                items = np.concatenate([items, earlier, [self.valid_item[u]]]).astype(np.int64)
+                scens = np.concatenate([scens, earlier_s, [self.valid_scenario[u]]]).astype(np.int64)
             hist.append(items)
             hist_s.append(scens)
         return Stage(users, hist, hist_s, target[users], scen[users])
+
+    def _validation_events(self, users: np.ndarray) -> Stage:
+        """Every validation target of `users`, oldest first per user, each from the history before it."""
+        out_users, hist, hist_s, targets, scens = [], [], [], [], []
+        for u in users:
+            items = np.append(self.valid_earlier[u], self.valid_item[u])
+            item_s = np.append(self.valid_earlier_scenarios[u], self.valid_scenario[u])
+            before = np.concatenate([self.train_items[u], items]).astype(np.int64)
+            before_s = np.concatenate([self.train_scenarios[u], item_s]).astype(np.int64)
+            start = len(self.train_items[u])
+            for j in range(items.size):
+                out_users.append(u)
+                hist.append(before[: start + j])
+                hist_s.append(before_s[: start + j])
+                targets.append(items[j])
+                scens.append(item_s[j])
+        return Stage(np.array(out_users, np.int64), hist, hist_s, np.array(targets, np.int64),
+                     np.array(scens, np.int64))
 
     def cold_stage_items(self, name: str) -> np.ndarray:
         """The held-out items whose interactions are stage `name`'s cold-start
@@ -112,7 +153,7 @@ class Split:
         """Interactions per item in the whole split: training, validation,
         test and cold-start targets (the data of a deployment fit)."""
         parts = [*self.train_items, self.valid_item[self.valid_item >= 0], self.test_item[self.test_item >= 0],
-                 *self.cold_targets]
+                 *self.cold_targets, *(self.valid_earlier or [])]
         flat = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
         return np.bincount(flat, minlength=self.num_items)
 
@@ -152,12 +193,18 @@ def _empty_split(num_users: int, num_items: int, cold: np.ndarray) -> Split:
     )
 
 
-def leave_last_out(ds: Dataset, cold_item_fraction: float = 0.0, seed: int = 0) -> Split:
+def leave_last_out(ds: Dataset, cold_item_fraction: float = 0.0, seed: int = 0, valid_per_user: int = 1) -> Split:
+    """Per user: the last interaction is the test target, up to `valid_per_user`
+    before it the validation targets (always leaving one for training)."""
+    if valid_per_user < 1:
+        raise ValueError(f"valid_per_user: at least 1, got {valid_per_user}")
     cold = pick_cold_items(ds, cold_item_fraction, seed)
     is_cold = np.zeros(ds.num_items, bool)
     is_cold[cold] = True
     items_per_user, scen_per_user, ts_per_user = ds.sequences()
     split = _empty_split(len(items_per_user), ds.num_items, cold)
+    if valid_per_user > 1:
+        split.valid_earlier, split.valid_earlier_scenarios, split.valid_earlier_times = [], [], []
     for u, (items, scens, ts) in enumerate(zip(items_per_user, scen_per_user, ts_per_user)):
         warm = ~is_cold[items]
         split.cold_targets.append(items[~warm])
@@ -166,9 +213,16 @@ def leave_last_out(ds: Dataset, cold_item_fraction: float = 0.0, seed: int = 0) 
         if len(items) >= 2:
             split.test_item[u], split.test_scenario[u], split.test_time[u] = items[-1], scens[-1], ts[-1]
             items, scens, ts = items[:-1], scens[:-1], ts[:-1]
-        if len(items) >= 2:
+        held = min(valid_per_user, len(items) - 1) if len(items) >= 2 else 0
+        if held:
             split.valid_item[u], split.valid_scenario[u], split.valid_time[u] = items[-1], scens[-1], ts[-1]
-            items, scens, ts = items[:-1], scens[:-1], ts[:-1]
+        if valid_per_user > 1:
+            earlier = slice(len(items) - held, len(items) - 1)
+            split.valid_earlier.append(items[earlier])
+            split.valid_earlier_scenarios.append(scens[earlier])
+            split.valid_earlier_times.append(ts[earlier])
+        if held:
+            items, scens, ts = items[:-held], scens[:-held], ts[:-held]
         split.train_items.append(items)
         split.train_scenarios.append(scens)
         split.train_times.append(ts)

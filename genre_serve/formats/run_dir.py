@@ -108,6 +108,12 @@ def save_split(split: Split, path: Path) -> None:
             "test_time": split.test_time,
             "cold_times": cat(split.cold_times),
         }),
+        **({} if split.valid_earlier is None else {
+            "valid_earlier_lengths": np.array([len(v) for v in split.valid_earlier], np.int64),
+            "valid_earlier": cat(split.valid_earlier),
+            "valid_earlier_scenarios": cat(split.valid_earlier_scenarios),
+            "valid_earlier_times": cat(split.valid_earlier_times),
+        }),
     )
 
 
@@ -130,7 +136,17 @@ def load_split(path: Path) -> Split:
         valid_time=z.get("valid_time"),
         test_time=z.get("test_time"),
         cold_times=np.split(z["cold_times"], cold_bounds) if "cold_times" in z else None,
+        **_earlier_validation(z),
     )
+
+
+def _earlier_validation(z) -> dict:
+    """A split saved with several validation targets per user (valid_per_user > 1); {} otherwise."""
+    if "valid_earlier_lengths" not in z:
+        return {}
+    bounds = np.cumsum(z["valid_earlier_lengths"])[:-1]
+    return {name: np.split(z[name], bounds)
+            for name in ("valid_earlier", "valid_earlier_scenarios", "valid_earlier_times")}
 
 
 def save_run(path: Path, model: GenreModel, config: TrainConfig, items: IdMap, titles: list[str],

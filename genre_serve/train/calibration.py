@@ -152,7 +152,8 @@ def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: b
     and sets them in `model`. Keeps the trained values if the fit does not
     lower the cross-entropy. Returns the parameters and validation figures
     before and after."""
-    if not len(split.stage("valid").targets):
+    valid_users = np.unique(split.stage("valid").users)
+    if not valid_users.size:
         return {"skipped": "no validation targets"}
     data = FusionScores(model, split, seed, cold=cold)
     logits0 = model.alpha_logit.detach().clone()
@@ -168,7 +169,8 @@ def calibrate_fusion(model: GenreModel, split: Split, seed: int = 0, progress: b
     fitted = (logits0 + shift.detach(), w.detach(), bias.detach())
     with torch.no_grad():
         ce_after = float(data.cross_entropy(*fitted, log_temperature.detach().exp()))
-    report = {"valid_users": int(data.warm.sum()), "valid_cold_pairs": int((~data.warm).sum()),
+    report = {"valid_users": int(valid_users.size), "valid_events": int(data.warm.sum()),
+              "valid_cold_pairs": int((~data.warm).sum()),
               "valid_cold_recall@20_before": data.cold_recall20(*start), "before": fusion_parameters(model),
               "valid_cross_entropy_before": ce_before, "valid_ndcg@10_before": data.ndcg10(*start)}
     accepted = bool(np.isfinite(ce_after) and ce_after < ce_before)

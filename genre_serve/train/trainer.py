@@ -627,7 +627,7 @@ def train(dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, progress: boo
     ranks = distributed.current()
     progress = progress and ranks.main
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    split = leave_last_out(dataset, cfg.cold_item_fraction, cfg.seed)
+    split = leave_last_out(dataset, cfg.cold_item_fraction, cfg.seed, cfg.valid_per_user)
     text = distributed.encode_texts_sharded(dataset.item_texts, cfg.text_encoder, max_length=cfg.max_text_length,
                                             progress=progress)
     t_text = time.time() - t0

@@ -189,6 +189,8 @@ def run_events(run: Run) -> pd.DataFrame:
         parts.append((has, item[has], scen[has], when[has]))
     for u, (items, times) in enumerate(zip(split.cold_targets, split.cold_times)):
         parts.append((np.full(len(items), u), items, np.zeros(len(items), np.int64), times))
+    for u, items in enumerate(split.valid_earlier or []):
+        parts.append((np.full(len(items), u), items, split.valid_earlier_scenarios[u], split.valid_earlier_times[u]))
     u, i, s, t = (np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(4))
     return pd.DataFrame({"user_id": np.asarray(users, dtype=object)[u], "item_id": np.asarray(run.items.ids,
                                                                                              dtype=object)[i],

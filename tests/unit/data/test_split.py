@@ -90,3 +90,56 @@ def test_splits_keep_the_time_of_every_interaction_and_round_trip(tmp_path):
         for a, b in zip(again.train_times, split.train_times):
             np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(again.test_time, split.test_time)
+
+
+def test_several_validation_targets_per_user_are_the_interactions_before_the_test_one(tmp_path):
+    """valid_per_user = 3: each user's three interactions before the test one
+    are validation targets, each scored from everything before it (and test
+    from all of them), in the order stage_times reports; nothing is lost or
+    counted twice, and the split saves and loads whole."""
+    from genre_serve.formats.run_dir import load_split, save_split
+
+    ds = synthetic_dataset()
+    seqs, scens, ts = ds.sequences()
+    split = leave_last_out(ds, valid_per_user=3)
+    valid, test = split.stage("valid"), split.stage("test")
+    times = split.stage_times("valid")
+    row = 0
+    for u, seq in enumerate(seqs):
+        assert split.test_item[u] == seq[-1]
+        np.testing.assert_array_equal(split.train_items[u], seq[:-4])
+        for j in range(3):  # the targets seq[-4], seq[-3], seq[-2]
+            position = len(seq) - 4 + j
+            assert valid.users[row] == u and valid.targets[row] == seq[position]
+            np.testing.assert_array_equal(valid.histories[row], seq[:position])
+            np.testing.assert_array_equal(valid.history_scenarios[row], scens[u][:position])
+            assert valid.scenarios[row] == scens[u][position] and times[row] == ts[u][position]
+            row += 1
+    assert row == len(valid.targets)
+    t = list(test.users).index(0)
+    np.testing.assert_array_equal(test.histories[t], seqs[0][:-1])
+    np.testing.assert_array_equal(split.all_counts(), np.bincount(np.concatenate(seqs), minlength=ds.num_items))
+    save_split(split, tmp_path / "split.npz")
+    again = load_split(tmp_path / "split.npz")
+    for name in ("valid_earlier", "valid_earlier_scenarios", "valid_earlier_times"):
+        for a, b in zip(getattr(again, name), getattr(split, name), strict=True):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(again.stage("valid").targets, valid.targets)
+
+
+def test_one_validation_target_per_user_is_the_default_split_and_short_histories_keep_one_to_train():
+    ds = synthetic_dataset()
+    one, default = leave_last_out(ds, valid_per_user=1), leave_last_out(ds)
+    assert one.valid_earlier is None and default.valid_earlier is None
+    np.testing.assert_array_equal(one.stage("valid").targets, default.stage("valid").targets)
+    many = leave_last_out(ds, valid_per_user=1000)
+    seqs, _, _ = ds.sequences()
+    for u, seq in enumerate(seqs):
+        assert len(many.train_items[u]) == 1 and len(many.valid_earlier[u]) == len(seq) - 3
+
+
+def test_a_validation_count_below_one_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="valid_per_user"):
+        leave_last_out(synthetic_dataset(), valid_per_user=0)

@@ -180,7 +180,8 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
 
 
 @pytest.mark.parametrize("field, bad", [("softmax_items", "some"), ("lr_schedule", "linear"), ("cf_init", "svd"),
-                                        ("bf16", "maybe"), ("cold_item_fraction", 1.0), ("epochs", 0)])
+                                        ("bf16", "maybe"), ("cold_item_fraction", 1.0), ("epochs", 0),
+                                        ("valid_per_user", 0)])
 def test_config_rejects_a_bad_choice_where_it_is_read_not_when_training_starts(tmp_path, field, bad):
     (tmp_path / "c.toml").write_text(f"{field} = {bad!r}\n".replace("'", '"'))
     with pytest.raises(ConfigError, match=field):
@@ -506,3 +507,19 @@ def test_the_sequential_recipes_train_export_and_serve_what_they_trained(tmp_pat
         history = run.items.external(h)
         assert served.recommend(history, 8)[0] == reference.recommend(history, 8)[0]
     assert ds.num_items == 200
+
+
+def test_a_run_with_several_validation_targets_per_user_selects_and_calibrates_on_all_of_them(tmp_path):
+    """valid_per_user = 3: the epochs are chosen and the fusion fitted on
+    three validation events per user, and the run reloads with them."""
+    from genre_serve.train.update import run_events
+
+    ds = train_synthetic(tmp_path, num_users=80, num_items=120, seed=2, epochs=2, refit=False, valid_per_user=3)
+    run = load_run(tmp_path)
+    assert len(run_events(run)) == len(ds.interactions)  # an update reads every one back
+    valid = run.split.stage("valid")
+    users = np.unique(valid.users)
+    assert run.config.valid_per_user == 3 and len(valid.targets) == 3 * users.size
+    fit = run.meta["fusion_calibration"]
+    assert fit["valid_users"] == users.size and fit["valid_events"] == len(valid.targets)
+    assert all(np.isfinite(h["valid_ndcg@10"]) for h in run.meta["retrieval_history"])
