@@ -49,6 +49,13 @@ which is where a full retrain still leads. Part of that was the mix itself:
 the rows of items the parent had no CF row for were halved towards zero, so
 they now stay as fine-tuned (`interpolate_weights` says why).
 
+Distillation (`distill`, off by default) is the other known guard: on the
+replayed users' positions, the fine-tuned model's softmax is pulled towards
+the parent's (trainer.Teacher). Beside the interpolation it only lowered the
+gate slice; instead of it (interpolation 1), chained over the replay's three
+rounds, it scored above the defaults in half of the rounds and below in the
+others (benchmarks/RESULTS.md, 2026-12-06): an option, not the default.
+
 Items gaining their first interactions in the log (zero CF row until then)
 start from their neighbours' CF rows (fold_in_new_rows), which ALS then
 refines: fine-tuning moves CF rows at the slow CF rate, and a row left near
