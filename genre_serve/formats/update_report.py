@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genre_serve.config import CHOICES
-
 REPORT_FILE = "update_report.json"
 
 # Events that say a user did *not* want an item: never training positives.
@@ -50,8 +48,8 @@ class UpdateSettings:
         if self.distill < 0 or self.distill_users not in ("replayed", "all"):
             raise ValueError(f"distill: at least 0, got {self.distill}; distill users: 'replayed' or 'all', "
                              f"got {self.distill_users!r}")
-        if self.softmax_items not in (None, *CHOICES["softmax_items"]):
-            raise ValueError(f"softmax items: one of {', '.join(map(repr, CHOICES['softmax_items']))}, "
-                             f"got {self.softmax_items!r}")
+        # The values of config.CHOICES["softmax_items"], written out: formats/ sits below config (torch).
+        if self.softmax_items not in (None, "all", "trained"):
+            raise ValueError(f"softmax items: 'all' or 'trained', got {self.softmax_items!r}")
         if self.replay < 0 or self.lr_scale <= 0 or self.als_iterations < 0:
             raise ValueError("replay: at least 0; lr scale: above 0; ALS iterations: at least 0")

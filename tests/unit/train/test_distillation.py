@@ -130,3 +130,13 @@ def test_distillation_is_refused_for_the_sequential_encoders_with_a_clear_messag
 def test_bad_distillation_settings_are_refused(fields):
     with pytest.raises(ValueError, match="distill"):
         UpdateSettings(**fields).check()
+
+
+def test_update_settings_take_exactly_the_configs_softmax_items_choices():
+    """UpdateSettings spells the choices out (formats/ may not import config): kept equal to config.CHOICES."""
+    from genre_serve.config import CHOICES
+
+    for value in CHOICES["softmax_items"]:
+        UpdateSettings(softmax_items=value).check()
+    with pytest.raises(ValueError, match="softmax items"):
+        UpdateSettings(softmax_items="some").check()
