@@ -113,8 +113,9 @@ class Split:
         """Every validation target of `users`, oldest first per user, each from the history before it."""
         out_users, hist, hist_s, targets, scens = [], [], [], [], []
         for u in users:
-            items = np.append(self.valid_earlier[u], self.valid_item[u])
-            item_s = np.append(self.valid_earlier_scenarios[u], self.valid_scenario[u])
+            earlier, earlier_s = self.earlier_validation(u)
+            items = np.append(earlier, self.valid_item[u])
+            item_s = np.append(earlier_s, self.valid_scenario[u])
             before = np.concatenate([self.train_items[u], items]).astype(np.int64)
             before_s = np.concatenate([self.train_scenarios[u], item_s]).astype(np.int64)
             start = len(self.train_items[u])

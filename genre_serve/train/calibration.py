@@ -16,13 +16,13 @@ interactions with them, weighted to their share of all interactions, so the
 new-item bias is fitted on what it is for, not only pushed down by warm
 targets that never name a new item): the cross-entropy of the fused scores
 over the whole catalog (the history excluded), the loss retrieval trains
-with. The parameters are a
-shift of every scenario's alpha logit (the differences between scenarios
-stay as trained), the recent-popularity weight, the new-item bias and a
-temperature that only the fit uses (no ranking depends on it). Four numbers
-from a few hundred users: a likelihood is smooth in them, where validation
-NDCG@10 over a few hundred users jumps between neighbouring values by more
-than their true difference, and a grid search on it chased that noise.
+with. The parameters are a shift of every scenario's alpha logit (the
+differences between scenarios stay as trained), the recent-popularity
+weight, the new-item bias and a temperature that only the fit uses (no
+ranking depends on it). Four numbers from a few hundred users: a likelihood
+is smooth in them, where validation NDCG@10 over a few hundred users jumps
+between neighbouring values by more than their true difference, and a grid
+search on it chased that noise.
 """
 
 from __future__ import annotations

@@ -163,6 +163,15 @@ def on_catalog(catalog: torch.Tensor | None, tables: list[torch.Tensor], targets
     return [t[catalog] for t in tables], where[targets], where[columns]
 
 
+def channel_scores(u_cf, u_ct, item_cf, item_ct, cand: torch.Tensor | None = None):
+    """Training scores of users [B, d] in each channel (no recent popularity):
+    against every item of the tables [N, d], or against their own candidates
+    `cand` [B, C] (sampled softmax)."""
+    if cand is None:
+        return u_cf @ item_cf.T, u_ct @ item_ct.T
+    return (u_cf.unsqueeze(1) * item_cf[cand]).sum(-1), (u_ct.unsqueeze(1) * item_ct[cand]).sum(-1)
+
+
 class Teacher:
     """A frozen copy of the weights fine-tuning starts from. On the batch rows
     it is given, the fine-tuned model's softmax over the catalog is pulled
@@ -184,11 +193,7 @@ class Teacher:
         item_cf, item_ct = cf_table[1:], ct_table[1:]
         if catalog is not None:
             item_cf, item_ct = item_cf[catalog], item_ct[catalog]
-        if cand is None:
-            s_cf, s_ct = u_cf @ item_cf.T, u_ct @ item_ct.T
-        else:
-            s_cf = (u_cf.unsqueeze(1) * item_cf[cand]).sum(-1)
-            s_ct = (u_ct.unsqueeze(1) * item_ct[cand]).sum(-1)
+        s_cf, s_ct = channel_scores(u_cf, u_ct, item_cf, item_ct, cand)
         a = self.model.alpha(scen).unsqueeze(1)
         return a * s_cf + (1 - a) * s_ct, s_cf, s_ct
 
@@ -222,14 +227,13 @@ def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfi
         # sampling needs no log-Q correction); accidental hits are masked.
         neg = torch.as_tensor(rng.integers(0, num_items, cfg.num_negatives))
         cand = torch.cat([target.unsqueeze(1), neg.expand(len(target), -1)], 1)
-        c_cf, c_ct = item_cf[cand], item_ct[cand]
-        s_cf = (u_cf.unsqueeze(1) * c_cf).sum(-1)
-        s_ct = (u_ct.unsqueeze(1) * c_ct).sum(-1)
+        s_cf, s_ct = channel_scores(u_cf, u_ct, item_cf, item_ct, cand)
         hit = torch.zeros_like(cand, dtype=torch.bool)
         hit[:, 1:] = cand[:, 1:] == target.unsqueeze(1)
         labels = torch.zeros(len(target), dtype=torch.long)
     else:
-        s_cf, s_ct = u_cf @ item_cf.T, u_ct @ item_ct.T
+        cand = None
+        s_cf, s_ct = channel_scores(u_cf, u_ct, item_cf, item_ct)
         # Items already in the history are never the answer (evaluation excludes them).
         hit = torch.zeros_like(s_cf, dtype=torch.bool)
         hit[rows, cols] = True
@@ -246,9 +250,8 @@ def retrieval_loss(model, hist_tensor, scen, target, hist_lists, cfg: TrainConfi
     if teacher is not None:
         rows_in = torch.ones(len(target), dtype=torch.bool) if distilled is None else distilled
         if rows_in.any():
-            sampled = cand if cfg.num_negatives and cfg.num_negatives < num_items else None
             t_scores = teacher.scores(hist_tensor[rows_in], scen[rows_in], catalog,
-                                      None if sampled is None else sampled[rows_in])
+                                      None if cand is None else cand[rows_in])
             student = tuple(x[rows_in] for x in (fused, s_cf, s_ct))
             loss = loss + teacher.loss(student, t_scores, hit[rows_in], (1.0, cfg.aux_weight, cfg.aux_weight))
     return loss
