@@ -13,7 +13,10 @@ it) and, for the record, on the window the replay scores (test).
     python benchmarks/feedback_selection.py channels 2 train_80 update_2 gate_only_2
 
 Prints a table and writes JSON with --json. Seed 0, one round at a time:
-the figures in benchmarks/RESULTS.md came from these commands.
+the figures in benchmarks/RESULTS.md came from these commands. `settings`
+updates with seed 0 unless a spec names one (`'{"seed": 1}'`): the same
+setting's gate moves by more between update seeds than between close
+settings (RESULTS.md, 2026-12-06), so compare settings on one seed.
 """
 
 from __future__ import annotations
