@@ -23,6 +23,7 @@ from genre_serve.models.recent_popularity import RecentPopularity
 from genre_serve.models.sequence import (
     CausalTransformer,
     catalog_cross_entropy,
+    learning_rate_schedule,
     prefix_exclusion,
     training_windows,
     use_bf16,
@@ -221,14 +222,20 @@ class SASRec:
     benchmarks/quality.py; the defaults are its choice on ml-latest-small.
     Patience is 8 validations (16 epochs): with 4, a seed of ml-latest-small
     stopped at epoch 13 on an early plateau (valid NDCG@10 0.021, where the
-    same model reaches 0.07).
+    same model reaches 0.07). `lr_schedule` is GENRE's (models/sequence.py):
+    "cosine" decays over `epochs`, so that when GENRE's recipe uses it the
+    peer can be given it too and chosen on validation like the rest.
     """
 
     def __init__(self, loss: str = "ce", dim: int = 64, max_len: int = 200, blocks: int = 2, heads: int = 1,
                  dropout: float = 0.1, epochs: int = 200, batch_size: int = 64, lr: float = 3e-3,
-                 patience: int = 8, eval_every: int = 2, seed: int = 0, progress: bool = False, bf16: str = "auto"):
+                 patience: int = 8, eval_every: int = 2, seed: int = 0, progress: bool = False, bf16: str = "auto",
+                 lr_schedule: str = "constant"):
         if loss not in ("ce", "bce"):
             raise ValueError(f"loss: 'ce' or 'bce', got {loss!r}")
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule: 'constant' or 'cosine', got {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
         self.loss, self.dim, self.max_len, self.blocks, self.heads = loss, dim, max_len, blocks, heads
         self.dropout, self.epochs, self.batch_size, self.lr = dropout, epochs, batch_size, lr
         self.patience, self.eval_every, self.seed, self.progress = patience, eval_every, seed, progress
@@ -255,6 +262,7 @@ class SASRec:
         self.net = _SASRecNet(n, self.dim, self.max_len, self.blocks, self.heads, self.dropout)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.9, 0.98))
         sequences = [t for t in split.train_items if len(t) >= 2]
+        schedule = learning_rate_schedule(opt, self.lr_schedule, self.epochs * -(-len(sequences) // self.batch_size))
         valid = split.stage("valid")
         best, best_state, stale = -1.0, None, 0
         self.history = []
@@ -270,6 +278,8 @@ class SASRec:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                if schedule is not None:
+                    schedule.step()
             if epoch % self.eval_every == 0:
                 ranks, _ = ranks_of_targets(self.score(valid.users, valid.histories, valid.scenarios), valid.histories,
                                             valid.targets)

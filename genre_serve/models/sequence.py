@@ -21,6 +21,7 @@ in that position's history excluded (the evaluation never counts them).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -202,6 +203,19 @@ def catalog_cross_entropy(queries: torch.Tensor, items: torch.Tensor, targets: t
     if exclude is None:
         exclude = (torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
     return _CatalogCrossEntropy.apply(queries, items, targets, exclude[0], exclude[1], chunk, bf16)
+
+
+def learning_rate_schedule(opt: torch.optim.Optimizer, name: str, total_steps: int):
+    """The rate schedule of GENRE's trainer and the SASRec baselines, one
+    function so that the peer table can give both the same: "constant"
+    (None: no scheduler) or "cosine", a half cosine from each group's rate
+    down to 10% of it over `total_steps`, flat after."""
+    if name == "constant":
+        return None
+    if name != "cosine":
+        raise ValueError(f"lr_schedule: 'constant' or 'cosine', got {name!r}")
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1))))
 
 
 def training_windows(sequences: list[np.ndarray], length: int, rng: np.random.Generator | None = None,

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import random
 import time
 from pathlib import Path
@@ -69,7 +68,13 @@ from genre_serve.evaluation.genre_eval import (
 from genre_serve.evaluation.metrics import history_cells, ndcg_at, ndcg_gains
 from genre_serve.formats.run_dir import save_run
 from genre_serve.models.genre import GenreModel, candidate_cf, right_align
-from genre_serve.models.sequence import catalog_cross_entropy, prefix_exclusion, training_windows, use_bf16
+from genre_serve.models.sequence import (
+    catalog_cross_entropy,
+    learning_rate_schedule,
+    prefix_exclusion,
+    training_windows,
+    use_bf16,
+)
 from genre_serve.train import distributed
 from genre_serve.train.calibration import calibrate_fusion
 
@@ -402,10 +407,7 @@ def train_retrieval(model: GenreModel, split: Split, cfg: TrainConfig, progress:
     batch_size = cfg.sequence_batch_size if sequential else cfg.batch_size
     steps_per_epoch = -(-users.size // batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    # Cosine decay to 10% of each group's rate.
-    schedule = (torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
-        if cfg.lr_schedule == "cosine" else None)
+    schedule = learning_rate_schedule(opt, cfg.lr_schedule, total_steps)
     # DDP registers the parameters that require gradients when it wraps:
     # with the others (the ranker's) frozen then, it reduces exactly the ones this stage trains.
     with distributed.trainable_only(params, model):

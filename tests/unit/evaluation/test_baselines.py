@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from genre_serve.data import build_dataset, synthetic
 from genre_serve.data.split import leave_last_out
@@ -49,6 +50,27 @@ def test_sasrec_learns_the_synthetic_sequences_with_either_loss(split, loss):
 def test_sasrec_rejects_an_unknown_loss():
     with pytest.raises(ValueError, match="loss"):
         B.SASRec("mse")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        B.SASRec("ce", lr_schedule="linear")
+
+
+def test_sasrec_with_the_cosine_schedule_ends_at_a_tenth_of_its_rate(split, monkeypatch):
+    """The peer can train with GENRE's schedule (models/sequence.py): the
+    rate decays over all epochs' steps (patience set so that none stop early)."""
+    seen = []
+    step = torch.optim.Adam.step
+
+    def recording_step(opt, *args, **kwargs):
+        seen.append(opt.param_groups[0]["lr"])
+        return step(opt, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    B.SASRec("ce", dim=8, max_len=10, epochs=4, eval_every=2, batch_size=32, lr=1e-2, patience=99,
+             lr_schedule="cosine", seed=0).fit(split)
+    steps_per_epoch = -(-sum(len(t) >= 2 for t in split.train_items) // 32)
+    assert len(seen) == 4 * steps_per_epoch
+    assert seen[0] == pytest.approx(1e-2) and seen[-1] == pytest.approx(1e-3, rel=0.1)
+    assert all(a >= b for a, b in zip(seen, seen[1:]))
 
 
 def test_als_warm_started_from_its_own_factors_stays_in_their_basis(split):
