@@ -6,7 +6,8 @@ then, on that split:
 
 * SASRec+ (full softmax cross-entropy at every position) and SASRec with
   BCE and one negative, both the transformer of models/sequence.py; SASRec+'s
-  dropout and learning rate chosen on validation NDCG@10 from a grid
+  dropout, learning rate and (`--schedules`) rate schedule chosen on
+  validation NDCG@10 from a grid
   (`--grid-seeds`: on those seeds' validation; the other seeds reuse the
   choice of the first);
 * EASE, its l2 chosen on validation;
@@ -66,15 +67,22 @@ def served_ranks(run_dir: Path, repo: Path, k: int = 10) -> np.ndarray:
     return ranks
 
 
-def fit_sasrec_plus(split, seed: int, grid: list[tuple[float, float]]) -> tuple[B.SASRec, list[dict]]:
-    """SASRec+ at each (dropout, lr) of `grid`; the best on validation NDCG@10."""
+# A cosine schedule runs its whole decay (GENRE's cosine recipe: 120 epochs, no early stop).
+SCHEDULE_EPOCHS = {"constant": {}, "cosine": {"epochs": 120, "patience": 60}}
+
+
+def fit_sasrec_plus(split, seed: int, grid: list[tuple]) -> tuple[B.SASRec, list[dict]]:
+    """SASRec+ at each (dropout, lr[, schedule]) of `grid`; the best on validation NDCG@10."""
     tried, best = [], None
-    for dropout, lr in grid:
+    for dropout, lr, *schedule in grid:
+        schedule = schedule[0] if schedule else "constant"
         t0 = time.time()
-        model = B.SASRec("ce", dropout=dropout, lr=lr, seed=seed, progress=True).fit(split)
-        tried.append({"dropout": dropout, "lr": lr, "valid_ndcg@10": model.best_valid_ndcg,
+        model = B.SASRec("ce", dropout=dropout, lr=lr, seed=seed, progress=True, lr_schedule=schedule,
+                         **SCHEDULE_EPOCHS[schedule]).fit(split)
+        tried.append({"dropout": dropout, "lr": lr, "lr_schedule": schedule, "valid_ndcg@10": model.best_valid_ndcg,
                       "epochs": model.history[-1]["epoch"], "seconds": time.time() - t0})
-        print(f"  SASRec+ dropout {dropout} lr {lr}: valid NDCG@10 {model.best_valid_ndcg:.4f}", flush=True)
+        print(f"  SASRec+ dropout {dropout} lr {lr} {schedule}: valid NDCG@10 {model.best_valid_ndcg:.4f}",
+              flush=True)
         if best is None or model.best_valid_ndcg > best.best_valid_ndcg:
             best = model
     return best, tried
@@ -211,6 +219,8 @@ def main() -> None:
                     help="seeds whose validation picks SASRec+'s dropout and lr (the rest reuse the pick)")
     ap.add_argument("--dropouts", type=float, nargs="+", default=[0.1, 0.3])
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3])
+    ap.add_argument("--schedules", nargs="+", default=["constant"], choices=sorted(SCHEDULE_EPOCHS),
+                    help="SASRec+'s learning-rate schedules in the grid (cosine: GENRE's, over 120 epochs)")
     ap.add_argument("--config", type=_config, default={},
                     help="GENRE TrainConfig overrides: JSON, or a TOML file (configs/transformer.toml)")
     ap.add_argument("--out", type=Path, default=Path("runs/quality"))
@@ -220,7 +230,7 @@ def main() -> None:
                     help="reuse the GENRE run a previous run trained in --out when its configuration is the same")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/quality.json"))
     args = ap.parse_args()
-    full_grid = list(itertools.product(args.dropouts, args.lrs))
+    full_grid = list(itertools.product(args.dropouts, args.lrs, args.schedules))
     results, chosen = [], None
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
@@ -228,7 +238,8 @@ def main() -> None:
         result = run_seed(seed, args.out, grid, args.config, args.reuse_peers, args.reuse_run)
         tried = result["selection"]["SASRec+ grid"]
         best = max(tried, key=lambda t: t["valid_ndcg@10"])
-        chosen = chosen if seed not in args.grid_seeds and chosen is not None else (best["dropout"], best["lr"])
+        chosen = (chosen if seed not in args.grid_seeds and chosen is not None
+                  else (best["dropout"], best["lr"], best["lr_schedule"]))
         results.append(result)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"config": args.config, "results": results}, indent=2))
