@@ -25,8 +25,10 @@ class ModelConfig:
     # SequenceUserEncoder (causal self-attention, trained at every position;
     # configs/transformer.toml); "sasrec": TiedSequenceUserEncoder (the CF
     # channel is SASRec+ itself: the CF table is the transformer's input and
-    # output; configs/sasrec.toml). The default is the one that measured
-    # better on validation (benchmarks/RESULTS.md, issue 14).
+    # output; configs/sasrec.toml). The sasrec recipe measures best on
+    # validation but trains about 4x longer (the quickstart's budget) and its
+    # cold start is under the floor on most seeds, so the default stays
+    # attention (README, benchmarks/RESULTS.md, issue 14).
     encoder: str = "attention"
     blocks: int = 2  # transformer blocks
     heads: int = 1  # attention heads per block
