@@ -71,11 +71,10 @@ def served_ranks(run_dir: Path, repo: Path, k: int = 10) -> np.ndarray:
 SCHEDULE_EPOCHS = {"constant": {}, "cosine": {"epochs": 120, "patience": 60}}
 
 
-def fit_sasrec_plus(split, seed: int, grid: list[tuple]) -> tuple[B.SASRec, list[dict]]:
-    """SASRec+ at each (dropout, lr[, schedule]) of `grid`; the best on validation NDCG@10."""
+def fit_sasrec_plus(split, seed: int, grid: list[tuple[float, float, str]]) -> tuple[B.SASRec, list[dict]]:
+    """SASRec+ at each (dropout, lr, schedule) of `grid`; the best on validation NDCG@10."""
     tried, best = [], None
-    for dropout, lr, *schedule in grid:
-        schedule = schedule[0] if schedule else "constant"
+    for dropout, lr, schedule in grid:
         t0 = time.time()
         model = B.SASRec("ce", dropout=dropout, lr=lr, seed=seed, progress=True, lr_schedule=schedule,
                          **SCHEDULE_EPOCHS[schedule]).fit(split)
@@ -216,7 +215,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--grid-seeds", type=int, nargs="*", default=[0],
-                    help="seeds whose validation picks SASRec+'s dropout and lr (the rest reuse the pick)")
+                    help="seeds whose validation picks SASRec+'s dropout, lr and schedule (the rest reuse the pick)")
     ap.add_argument("--dropouts", type=float, nargs="+", default=[0.1, 0.3])
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3])
     ap.add_argument("--schedules", nargs="+", default=["constant"], choices=sorted(SCHEDULE_EPOCHS),

@@ -26,13 +26,14 @@ import tomllib
 from genre_serve.data.dataset import DataConfig
 from genre_serve.errors import ConfigError
 from genre_serve.models.genre import ModelConfig
+from genre_serve.models.sequence import LR_SCHEDULES
 
 ENV_PREFIX = "GENRE_SERVE_TRAIN_"
 # The values a string field of TrainConfig may take (checked when a config is
 # built, so a typo fails before text vectors and ALS are computed, not after).
 CHOICES = {
     "bf16": ("auto", "on", "off"),
-    "lr_schedule": ("constant", "cosine"),
+    "lr_schedule": LR_SCHEDULES,
     "softmax_items": ("all", "trained"),
     "cf_init": ("als", "random"),
 }

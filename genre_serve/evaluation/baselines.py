@@ -21,6 +21,7 @@ from genre_serve.data.split import Split
 from genre_serve.evaluation.metrics import history_cells, ndcg_at, ranks_of_targets
 from genre_serve.models.recent_popularity import RecentPopularity
 from genre_serve.models.sequence import (
+    LR_SCHEDULES,
     CausalTransformer,
     catalog_cross_entropy,
     learning_rate_schedule,
@@ -233,12 +234,12 @@ class SASRec:
                  lr_schedule: str = "constant"):
         if loss not in ("ce", "bce"):
             raise ValueError(f"loss: 'ce' or 'bce', got {loss!r}")
-        if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule: 'constant' or 'cosine', got {lr_schedule!r}")
-        self.lr_schedule = lr_schedule
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule: one of {LR_SCHEDULES}, got {lr_schedule!r}")
         self.loss, self.dim, self.max_len, self.blocks, self.heads = loss, dim, max_len, blocks, heads
         self.dropout, self.epochs, self.batch_size, self.lr = dropout, epochs, batch_size, lr
         self.patience, self.eval_every, self.seed, self.progress = patience, eval_every, seed, progress
+        self.lr_schedule = lr_schedule
         self.name = "SASRec+ (full softmax)" if loss == "ce" else "SASRec (BCE, 1 negative)"
         self.bf16 = use_bf16(bf16)  # the catalog products of the full softmax (models/sequence.py)
 

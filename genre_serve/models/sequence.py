@@ -205,6 +205,9 @@ def catalog_cross_entropy(queries: torch.Tensor, items: torch.Tensor, targets: t
     return _CatalogCrossEntropy.apply(queries, items, targets, exclude[0], exclude[1], chunk, bf16)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def learning_rate_schedule(opt: torch.optim.Optimizer, name: str, total_steps: int):
     """The rate schedule of GENRE's trainer and the SASRec baselines, one
     function so that the peer table can give both the same: "constant"
@@ -212,8 +215,8 @@ def learning_rate_schedule(opt: torch.optim.Optimizer, name: str, total_steps: i
     down to 10% of it over `total_steps`, flat after."""
     if name == "constant":
         return None
-    if name != "cosine":
-        raise ValueError(f"lr_schedule: 'constant' or 'cosine', got {name!r}")
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule: one of {LR_SCHEDULES}, got {name!r}")
     return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1))))
 
